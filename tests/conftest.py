@@ -1,0 +1,105 @@
+"""Shared fixtures: where the data is, how to run the notebook headless, and one reduced run per session."""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO_ROOT / "mnist_gan.ipynb"
+SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist.npz"
+
+# The reduced run the tests share: small enough for CI, large enough to count per-epoch files.
+REDUCED_RUN = {
+    "MNIST_GAN_EPOCHS": "2",
+    "MNIST_GAN_TRAIN_SIZE": "1024",
+    "MNIST_GAN_BATCH_SIZE": "64",
+    "MNIST_GAN_LATENT_DIM": "16",
+    "MNIST_GAN_CHECKPOINT_EVERY": "1",
+}
+
+
+def mnist_path():
+    """The MNIST .npz the tests use: MNIST_GAN_DATA_PATH, else ../shared/data/mnist.npz, else '' (Keras)."""
+    if os.environ.get("MNIST_GAN_DATA_PATH"):
+        return os.environ["MNIST_GAN_DATA_PATH"]
+    return str(SHARED_MNIST) if SHARED_MNIST.is_file() else ""
+
+
+def pytest_configure(config):
+    """Point the nbval run of the notebook at a reduced run in a temporary folder, unless already set."""
+    import tempfile
+
+    os.environ.setdefault("MNIST_GAN_EPOCHS", "1")
+    os.environ.setdefault("MNIST_GAN_TRAIN_SIZE", "2048")
+    os.environ.setdefault("MNIST_GAN_OUTPUT_DIR", tempfile.mkdtemp(prefix="mnist_gan_nbval_"))
+    if mnist_path():
+        os.environ.setdefault("MNIST_GAN_DATA_PATH", mnist_path())
+
+
+def notebook_env(output_dir, **overrides):
+    """The environment for one headless run: this process's, minus every MNIST_GAN_ knob, plus the given ones."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MNIST_GAN_")}
+    env["MNIST_GAN_OUTPUT_DIR"] = str(output_dir)
+    env["MNIST_GAN_DATA_PATH"] = mnist_path()
+    env.update(overrides)
+    return env
+
+
+def run_nbconvert(output_dir, env, timeout=900):
+    """Execute the notebook with `jupyter nbconvert --execute` into output_dir/run.ipynb."""
+    command = [
+        sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", str(NOTEBOOK),
+        "--output-dir", str(output_dir), "--output", "run.ipynb",
+    ]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT, check=False)
+
+
+def code_cells(notebook_path=NOTEBOOK):
+    """The code cells of a notebook, as dicts."""
+    cells = json.loads(Path(notebook_path).read_text())["cells"]
+    return [cell for cell in cells if cell["cell_type"] == "code"]
+
+
+def cell_source(cell):
+    """A cell's source as one string."""
+    source = cell["source"]
+    return source if isinstance(source, str) else "".join(source)
+
+
+@pytest.fixture(scope="session")
+def reduced_run(tmp_path_factory):
+    """Run the notebook once, headless, on a reduced run; return (output_dir, executed notebook path)."""
+    run_dir = tmp_path_factory.mktemp("reduced_run")
+    output_dir = run_dir / "outputs"
+    result = run_nbconvert(run_dir, notebook_env(output_dir, **REDUCED_RUN))
+    assert result.returncode == 0, result.stderr[-5000:]
+    return output_dir, run_dir / "run.ipynb"
+
+
+def is_constant_assignment(node):
+    """True for `NAME = <expression without calls>` with UPPER_CASE names, such as `IMAGE_SIZE = 28`."""
+    names_upper = all(isinstance(target, ast.Name) and target.id.isupper() for target in node.targets)
+    return names_upper and not any(isinstance(child, ast.Call) for child in ast.walk(node.value))
+
+
+@pytest.fixture(scope="session")
+def notebook_functions():
+    """The notebook's imports and function and class definitions, executed without running the story."""
+    namespace = {}
+    setup_cell, *other_cells = code_cells()
+    exec(compile(cell_source(setup_cell), "setup", "exec"), namespace)  # noqa: S102 -- our own notebook
+    for index, cell in enumerate(other_cells):
+        tree = ast.parse(cell_source(cell))
+        definitions = [
+            node for node in tree.body
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+            or (isinstance(node, ast.Assign) and is_constant_assignment(node))
+        ]
+        module = ast.Module(body=definitions, type_ignores=[])
+        exec(compile(module, f"cell {index + 1}", "exec"), namespace)  # noqa: S102 -- our own notebook
+    return namespace

@@ -1,0 +1,86 @@
+"""Bad parameters and bad data stop the notebook early with one clear message, not a deep traceback."""
+
+import nbformat
+import numpy as np
+import pytest
+from conftest import NOTEBOOK, REPO_ROOT, notebook_env
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+
+def run_until_error(tmp_path, **overrides):
+    """Execute the notebook with the given MNIST_GAN_ variables; return the CellExecutionError it stops with."""
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO_ROOT)}})
+    env = notebook_env(tmp_path / "outputs", **{"MNIST_GAN_EPOCHS": "1", "MNIST_GAN_TRAIN_SIZE": "256", **overrides})
+    with pytest.raises(CellExecutionError) as raised:
+        client.execute(env=env)
+    return raised.value
+
+
+def write_npz(path, **arrays):
+    """Save arrays as an .npz and return its path as a string."""
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def mnist_like(train=32, test=8, image_shape=(28, 28), dtype="uint8", labels=None):
+    """Small random arrays in Keras' MNIST layout, with optional faults."""
+    rng = np.random.default_rng(0)
+    y_train = rng.integers(0, 10, train) if labels is None else labels
+    return {
+        "x_train": rng.integers(0, 256, (train, *image_shape)).astype(dtype),
+        "y_train": y_train,
+        "x_test": rng.integers(0, 256, (test, *image_shape)).astype(dtype),
+        "y_test": rng.integers(0, 10, test),
+    }
+
+
+def test_missing_data_path(tmp_path):
+    error = run_until_error(tmp_path, MNIST_GAN_DATA_PATH=str(tmp_path / "nowhere.npz"))
+    assert error.ename == "ValueError"
+    assert "nowhere.npz' does not exist" in error.evalue
+    assert "MNIST_GAN_DATA_PATH" in error.evalue
+
+
+def test_corrupt_npz(tmp_path):
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"PK\x03\x04 this is not really a zip archive" * 10)
+    error = run_until_error(tmp_path, MNIST_GAN_DATA_PATH=str(corrupt))
+    assert error.ename == "ValueError"
+    assert "'corrupt.npz' could not be read as an .npz file" in error.evalue
+    assert "zipfile.py" not in error.traceback and "site-packages/numpy" not in error.traceback
+
+
+def test_npz_with_wrong_image_shape(tmp_path):
+    path = write_npz(tmp_path / "wrong_shape.npz", **mnist_like(image_shape=(32, 32)))
+    error = run_until_error(tmp_path, MNIST_GAN_DATA_PATH=path)
+    assert error.ename == "ValueError"
+    assert "x_train must be (N, 28, 28) uint8; found x_train (32, 32, 32) uint8" in error.evalue
+
+
+def test_npz_with_missing_arrays(tmp_path):
+    path = write_npz(tmp_path / "images_only.npz", x_train=np.zeros((4, 28, 28), "uint8"))
+    error = run_until_error(tmp_path, MNIST_GAN_DATA_PATH=path)
+    assert "lacks ['y_train', 'x_test', 'y_test']" in error.evalue
+
+
+def test_npz_with_labels_outside_0_to_9(tmp_path):
+    path = write_npz(tmp_path / "bad_labels.npz", **mnist_like(labels=np.full(32, 12)))
+    error = run_until_error(tmp_path, MNIST_GAN_DATA_PATH=path)
+    assert "y_train must hold labels 0 to 9; found 12 to 12" in error.evalue
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("MNIST_GAN_EPOCHS", "0", "EPOCHS (from MNIST_GAN_EPOCHS) must be an integer from 1 to 1000; got 0."),
+        ("MNIST_GAN_BATCH_SIZE", "abc", "BATCH_SIZE (from MNIST_GAN_BATCH_SIZE) must be an integer from 1 to 4096; got 'abc'."),
+        ("MNIST_GAN_LEARNING_RATE", "-0.001", "LEARNING_RATE (from MNIST_GAN_LEARNING_RATE) must be a number above 0"),
+    ],
+)
+def test_bad_parameter(tmp_path, variable, value, message):
+    error = run_until_error(tmp_path, **{variable: value})
+    assert error.ename == "ValueError"
+    assert message in error.evalue
+    assert not (tmp_path / "outputs").exists(), "a bad knob must stop the run before it writes anything"
