@@ -20,6 +20,8 @@ REDUCED_RUN = {
     "MNIST_GAN_BATCH_SIZE": "64",
     "MNIST_GAN_LATENT_DIM": "16",
     "MNIST_GAN_CHECKPOINT_EVERY": "1",
+    "MNIST_GAN_EVALUATOR_EPOCHS": "1",
+    "MNIST_GAN_EVAL_SAMPLES": "1000",
 }
 
 
@@ -36,6 +38,8 @@ def pytest_configure(config):
 
     os.environ.setdefault("MNIST_GAN_EPOCHS", "1")
     os.environ.setdefault("MNIST_GAN_TRAIN_SIZE", "2048")
+    os.environ.setdefault("MNIST_GAN_EVALUATOR_EPOCHS", "1")
+    os.environ.setdefault("MNIST_GAN_EVAL_SAMPLES", "1000")
     os.environ.setdefault("MNIST_GAN_OUTPUT_DIR", tempfile.mkdtemp(prefix="mnist_gan_nbval_"))
     if mnist_path():
         os.environ.setdefault("MNIST_GAN_DATA_PATH", mnist_path())

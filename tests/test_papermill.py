@@ -16,6 +16,7 @@ def test_papermill_parameters_override_the_defaults(tmp_path):
     command = [
         sys.executable, "-m", "papermill", str(NOTEBOOK), str(executed), "--cwd", str(REPO_ROOT),
         "-p", "EPOCHS", "1", "-p", "TRAIN_SIZE", "256", "-p", "BATCH_SIZE", "32",
+        "-p", "EVALUATOR_EPOCHS", "1", "-p", "EVAL_SAMPLES", "1000",
         "-p", "OUTPUT_DIR", str(output_dir), *data_parameter,
     ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)

@@ -1,6 +1,7 @@
 """A reduced headless run (`jupyter nbconvert --execute`) leaves every promised file, readable and right."""
 
 import csv
+import json
 import math
 
 import keras
@@ -88,3 +89,41 @@ def test_parameters_cell_is_tagged_for_papermill():
     for knob in ("EPOCHS", "BATCH_SIZE", "LATENT_DIM", "LEARNING_RATE", "BETA_1", "SEED", "TRAIN_SIZE",
                  "DATA_PATH", "OUTPUT_DIR", "CHECKPOINT_EVERY"):
         assert f"\n{knob} = " in "\n" + source, knob
+
+
+SCORE_KEYS = ("fd", "classifier_score", "class_min", "class_max", "precision", "recall", "memorised", "evaluator_accuracy")
+
+
+def test_scores_json_has_every_score_and_its_reference(reduced_run):
+    output_dir, _ = reduced_run
+    scores = json.loads((output_dir / "scores.json").read_text())
+    for key in (*SCORE_KEYS, "train_seconds", "images_per_second"):
+        assert math.isfinite(scores[key]), key
+    for key in SCORE_KEYS:
+        assert math.isfinite(scores["reference"][key]), key
+    assert scores["samples"] == int(REDUCED_RUN["MNIST_GAN_EVAL_SAMPLES"])
+    assert scores["images_per_second"] > 0 and scores["train_seconds"] > 0
+    assert (output_dir / "evaluator.keras").is_file()
+
+
+def test_scores_are_sane(reduced_run):
+    output_dir, _ = reduced_run
+    scores = json.loads((output_dir / "scores.json").read_text())
+    reference = scores["reference"]
+    # Real digits against real digits are far closer than an untrained generator's noise.
+    assert reference["fd"] < scores["untrained_fd"] / 20
+    assert reference["classifier_score"] > 9
+    assert 0.05 < reference["class_min"] <= 0.1 <= reference["class_max"] < 0.15
+    assert reference["precision"] > 0.8 and reference["recall"] > 0.8
+    assert scores["evaluator_accuracy"] > 0.95  # one evaluator epoch in the reduced run; the default trains five
+    for key in ("class_min", "class_max", "precision", "recall", "memorised"):
+        assert 0 <= scores[key] <= 1, key
+
+
+def test_history_records_periodic_scores_and_epoch_times(reduced_run):
+    output_dir, _ = reduced_run
+    with open(output_dir / "history.csv", newline="") as history_file:
+        rows = list(csv.DictReader(history_file))
+    for row in rows:  # EVAL_EVERY defaults to 1: every epoch is scored
+        assert float(row["fd"]) > 0 and 1 <= float(row["classifier_score"]) <= 10
+        assert float(row["epoch_seconds"]) > 0

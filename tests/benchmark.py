@@ -1,0 +1,111 @@
+"""Benchmark one headless run of mnist_gan.ipynb (run by hand, not in CI).
+
+It executes the notebook with `jupyter nbconvert --execute` in a fresh folder and writes one JSON file with the
+wall time of the run and of each epoch, training images per second, the peak resident memory of the notebook's
+kernel, and the final scores from scores.json.
+
+    python tests/benchmark.py --output default.json
+    python tests/benchmark.py --reference --evaluator default/outputs/evaluator.keras --output reference.json
+    python tests/benchmark.py -p EPOCHS 2 -p TRAIN_SIZE 10000 --output short.json
+
+`--reference` runs the TensorFlow DCGAN tutorial's configuration instead of ours: its generator and
+discriminator, Adam 1e-4 (beta_1 0.9) for both, batch 256 and 100-dimensional noise. `--evaluator` copies a
+trained evaluator into the new run first, so that two runs are scored by the very same classifier.
+"""
+
+import argparse
+import csv
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist.npz"
+TF_TUTORIAL = {
+    "ARCHITECTURE": "tf-tutorial",
+    "LEARNING_RATE": "1e-4",
+    "BETA_1": "0.9",
+    "BATCH_SIZE": "256",
+    "LATENT_DIM": "100",
+    "DROPOUT": "0.3",
+}
+
+
+def parse_arguments(argv=None):
+    """The command line: configuration, extra parameters, evaluator to reuse, where to write."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", action="store_true", help="run the TensorFlow DCGAN tutorial's configuration")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="set a notebook parameter (repeatable), e.g. -p EPOCHS 2")
+    parser.add_argument("--evaluator", type=Path, help="a trained evaluator.keras to reuse")
+    parser.add_argument("--workdir", type=Path, help="folder for the run (default: a new temporary folder)")
+    parser.add_argument("--output", type=Path, default=Path("benchmark.json"), help="where to write the JSON")
+    return parser.parse_args(argv)
+
+
+def run_notebook(workdir, parameters):
+    """Execute the notebook headless with MNIST_GAN_* variables; return (wall seconds, peak kernel RSS in MiB)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MNIST_GAN_")}
+    env.update({f"MNIST_GAN_{name}": value for name, value in parameters.items()})
+    command = [
+        sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+        str(REPO_ROOT / "mnist_gan.ipynb"), "--output-dir", str(workdir), "--output", "run.ipynb",
+        "--ExecutePreprocessor.timeout=-1",
+    ]
+    start = time.perf_counter()
+    result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    wall_seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"The notebook failed:\n{result.stderr[-5000:]}")
+    # ru_maxrss of waited-for descendants (the kernel is nbconvert's child), in KiB on Linux.
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return wall_seconds, peak_mib
+
+
+def main(argv=None):
+    """Run the benchmark and write its JSON."""
+    arguments = parse_arguments(argv)
+    workdir = arguments.workdir or Path(tempfile.mkdtemp(prefix="mnist_gan_benchmark_"))
+    output_dir = workdir / "outputs"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    parameters = dict(TF_TUTORIAL) if arguments.reference else {}
+    if SHARED_MNIST.is_file() and not os.environ.get("MNIST_GAN_DATA_PATH"):
+        parameters["DATA_PATH"] = str(SHARED_MNIST)
+    elif os.environ.get("MNIST_GAN_DATA_PATH"):
+        parameters["DATA_PATH"] = os.environ["MNIST_GAN_DATA_PATH"]
+    parameters.update(dict(arguments.parameter))
+    parameters["OUTPUT_DIR"] = str(output_dir)
+    if arguments.evaluator:
+        shutil.copy(arguments.evaluator, output_dir / "evaluator.keras")
+
+    wall_seconds, peak_mib = run_notebook(workdir, parameters)
+    with open(output_dir / "history.csv", newline="") as history_file:
+        epoch_seconds = [float(row["epoch_seconds"]) for row in csv.DictReader(history_file)]
+    scores = json.loads((output_dir / "scores.json").read_text())
+    report = {
+        "configuration": "tf-tutorial" if arguments.reference else "default",
+        "parameters": {name: value for name, value in parameters.items() if name not in ("OUTPUT_DIR", "DATA_PATH")},
+        "wall_seconds": round(wall_seconds, 1),
+        "train_seconds": round(scores["train_seconds"], 1),
+        "epoch_seconds": [round(seconds, 1) for seconds in epoch_seconds],
+        "images_per_second": round(scores["images_per_second"], 1),
+        "peak_rss_mib": round(peak_mib),
+        "scores": {key: value for key, value in scores.items() if key not in ("train_seconds", "images_per_second")},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "workdir": str(workdir),
+    }
+    arguments.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({key: report[key] for key in ("configuration", "wall_seconds", "images_per_second", "peak_rss_mib")}))
+    print(f"fd {scores['fd']:.2f} (reference {scores['reference']['fd']:.2f}), classifier score "
+          f"{scores['classifier_score']:.2f}; full report in {arguments.output}")
+
+
+if __name__ == "__main__":
+    main()
