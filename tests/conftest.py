@@ -3,11 +3,16 @@
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
+import numpy as np
 import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO_ROOT / "mnist_gan.ipynb"
@@ -54,13 +59,47 @@ def notebook_env(output_dir, **overrides):
     return env
 
 
-def run_nbconvert(output_dir, env, timeout=900):
-    """Execute the notebook with `jupyter nbconvert --execute` into output_dir/run.ipynb."""
-    command = [
+def nbconvert_command(output_dir, name="run.ipynb"):
+    """The `jupyter nbconvert --execute` command that writes the executed notebook to output_dir/name."""
+    return [
         sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", str(NOTEBOOK),
-        "--output-dir", str(output_dir), "--output", "run.ipynb",
+        "--output-dir", str(output_dir), "--output", name,
     ]
+
+
+def run_nbconvert(output_dir, env, timeout=900, name="run.ipynb"):
+    """Execute the notebook with `jupyter nbconvert --execute` into output_dir/name."""
+    command = nbconvert_command(output_dir, name)
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT, check=False)
+
+
+def run_until_error(output_dir, **overrides):
+    """Execute the notebook with the given MNIST_GAN_ variables; return the CellExecutionError it stops with."""
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO_ROOT)}})
+    env = notebook_env(output_dir, **{"MNIST_GAN_EPOCHS": "1", "MNIST_GAN_TRAIN_SIZE": "256", **overrides})
+    with pytest.raises(CellExecutionError) as raised:
+        client.execute(env=env)
+    return raised.value
+
+
+def stream_text(notebook_path):
+    """Everything the executed notebook printed, as one string."""
+    return "".join(
+        "".join(output.get("text", ""))
+        for cell in code_cells(notebook_path)
+        for output in cell["outputs"]
+        if output["output_type"] == "stream"
+    )
+
+
+def saved_epoch(output_dir):
+    """The epoch recorded in output_dir/training_state.npz, 0 when there is none."""
+    path = Path(output_dir) / "training_state.npz"
+    if not path.is_file():
+        return 0
+    with np.load(path) as archive:
+        return int(archive["epoch"])
 
 
 def code_cells(notebook_path=NOTEBOOK):
@@ -83,6 +122,21 @@ def reduced_run(tmp_path_factory):
     result = run_nbconvert(run_dir, notebook_env(output_dir, **REDUCED_RUN))
     assert result.returncode == 0, result.stderr[-5000:]
     return output_dir, run_dir / "run.ipynb"
+
+
+@pytest.fixture(scope="session")
+def cached_evaluator(reduced_run):
+    """The evaluator the reduced run trained: copy it into a new OUTPUT_DIR to skip training one."""
+    output_dir, _ = reduced_run
+    return output_dir / "evaluator.keras"
+
+
+def fresh_output_dir(folder, evaluator):
+    """Create folder/outputs holding only a copy of the cached evaluator; return its path."""
+    output_dir = Path(folder) / "outputs"
+    output_dir.mkdir(parents=True)
+    shutil.copy(evaluator, output_dir / "evaluator.keras")
+    return output_dir
 
 
 def is_constant_assignment(node):

@@ -1,21 +1,13 @@
 """Bad parameters and bad data stop the notebook early with one clear message, not a deep traceback."""
 
-import nbformat
 import numpy as np
 import pytest
-from conftest import NOTEBOOK, REPO_ROOT, notebook_env
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from conftest import run_until_error as run_notebook_until_error
 
 
 def run_until_error(tmp_path, **overrides):
-    """Execute the notebook with the given MNIST_GAN_ variables; return the CellExecutionError it stops with."""
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO_ROOT)}})
-    env = notebook_env(tmp_path / "outputs", **{"MNIST_GAN_EPOCHS": "1", "MNIST_GAN_TRAIN_SIZE": "256", **overrides})
-    with pytest.raises(CellExecutionError) as raised:
-        client.execute(env=env)
-    return raised.value
+    """Execute the notebook writing to tmp_path/outputs; return the CellExecutionError it stops with."""
+    return run_notebook_until_error(tmp_path / "outputs", **overrides)
 
 
 def write_npz(path, **arrays):
@@ -59,6 +51,22 @@ def test_npz_with_wrong_image_shape(tmp_path):
     assert "x_train must be (N, 28, 28) uint8; found x_train (32, 32, 32) uint8" in error.evalue
 
 
+def test_npz_with_float_images(tmp_path):
+    path = write_npz(tmp_path / "float_images.npz", **mnist_like(dtype="float32"))
+    error = run_until_error(tmp_path, MNIST_GAN_DATA_PATH=path)
+    assert error.ename == "ValueError"
+    assert "x_train must be (N, 28, 28) uint8; found x_train (32, 28, 28) float32" in error.evalue
+
+
+def test_output_dir_that_cannot_be_created(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    error = run_notebook_until_error(blocker / "outputs")
+    assert error.ename == "ValueError"
+    assert "is not a folder this notebook can write to" in error.evalue
+    assert "Set OUTPUT_DIR (or MNIST_GAN_OUTPUT_DIR) to one that is." in error.evalue
+
+
 def test_npz_with_missing_arrays(tmp_path):
     path = write_npz(tmp_path / "images_only.npz", x_train=np.zeros((4, 28, 28), "uint8"))
     error = run_until_error(tmp_path, MNIST_GAN_DATA_PATH=path)
@@ -76,7 +84,8 @@ def test_npz_with_labels_outside_0_to_9(tmp_path):
     [
         ("MNIST_GAN_EPOCHS", "0", "EPOCHS (from MNIST_GAN_EPOCHS) must be an integer from 1 to 1000; got 0."),
         ("MNIST_GAN_BATCH_SIZE", "abc", "BATCH_SIZE (from MNIST_GAN_BATCH_SIZE) must be an integer from 1 to 4096; got 'abc'."),
-        ("MNIST_GAN_LEARNING_RATE", "-0.001", "LEARNING_RATE (from MNIST_GAN_LEARNING_RATE) must be a number above 0"),
+        ("MNIST_GAN_LEARNING_RATE", "-0.001", "LEARNING_RATE (from MNIST_GAN_LEARNING_RATE) must be a finite number above 0"),
+        ("MNIST_GAN_FRESH", "maybe", "FRESH (from MNIST_GAN_FRESH) must be True or False"),
     ],
 )
 def test_bad_parameter(tmp_path, variable, value, message):

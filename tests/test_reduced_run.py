@@ -30,7 +30,7 @@ def test_history_has_one_row_of_finite_metrics_per_epoch(reduced_run):
     output_dir, _ = reduced_run
     with open(output_dir / "history.csv", newline="") as history_file:
         rows = list(csv.DictReader(history_file))
-    assert [int(row["epoch"]) for row in rows] == list(range(EPOCHS))
+    assert [int(row["epoch"]) for row in rows] == list(range(1, EPOCHS + 1))
     for row in rows:
         for column in ("d_loss", "g_loss", "D(x)", "D(G(z))"):
             assert math.isfinite(float(row[column])), (column, row)

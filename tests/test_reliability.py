@@ -1,0 +1,207 @@
+"""Never lose a run: resume after a kill, atomic saves, a divergence guard and reproducible runs."""
+
+import csv
+import os
+import signal
+import subprocess
+import time
+
+import keras
+import numpy as np
+import pytest
+from conftest import (
+    REPO_ROOT,
+    fresh_output_dir,
+    nbconvert_command,
+    notebook_env,
+    run_nbconvert,
+    run_until_error,
+    saved_epoch,
+    stream_text,
+)
+from PIL import Image
+
+# Small enough for CI, long enough (32 steps and a score per epoch) to kill a run in the middle of an epoch.
+SMALL_RUN = {
+    "MNIST_GAN_EPOCHS": "3",
+    "MNIST_GAN_TRAIN_SIZE": "2048",
+    "MNIST_GAN_BATCH_SIZE": "64",
+    "MNIST_GAN_LATENT_DIM": "16",
+    "MNIST_GAN_CHECKPOINT_EVERY": "1",
+    "MNIST_GAN_EVAL_SAMPLES": "1000",
+}
+STEPS_PER_EPOCH = 2048 // 64
+
+
+def read_history(output_dir):
+    """The rows of output_dir/history.csv as dicts of floats."""
+    with open(output_dir / "history.csv", newline="") as history_file:
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(history_file)]
+
+
+def start_and_kill(run_dir, env, should_kill, timeout=600):
+    """Start a headless run in its own process group and SIGKILL the whole group once should_kill() is true."""
+    with open(run_dir / "stderr.txt", "w") as stderr:
+        process = subprocess.Popen(
+            nbconvert_command(run_dir, "killed.ipynb"), env=env, cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout
+    try:
+        while not should_kill():
+            assert process.poll() is None, "the run ended before the test could kill it"
+            assert time.monotonic() < deadline, "the run never reached the point where the test kills it"
+            time.sleep(0.02)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def grid_names(output_dir):
+    """Names of the epoch grids in output_dir/grids."""
+    return sorted(path.name for path in (output_dir / "grids").glob("*.png"))
+
+
+@pytest.fixture(scope="module")
+def killed_resumed_and_fresh(tmp_path_factory, cached_evaluator):
+    """Kill a run in the middle of epoch 2 or 3, resume it to the end, then start over with FRESH=True."""
+    run_dir = tmp_path_factory.mktemp("resume")
+    output_dir = fresh_output_dir(run_dir, cached_evaluator)
+    env = notebook_env(output_dir, **SMALL_RUN)
+
+    def in_the_middle_of_an_epoch():
+        # Kill a moment after an epoch's state is saved, while the next epoch is training.
+        if saved_epoch(output_dir) < 1:
+            return False
+        time.sleep(0.5)
+        return True
+
+    start_and_kill(run_dir, env, in_the_middle_of_an_epoch)
+    killed = {"epoch": saved_epoch(output_dir), "history": read_history(output_dir), "grids": grid_names(output_dir)}
+    first_grid = np.asarray(Image.open(output_dir / "grids" / "epoch_001.png"))
+
+    resumed = run_nbconvert(run_dir, env, name="resumed.ipynb")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    fresh = run_nbconvert(run_dir, {**env, "MNIST_GAN_FRESH": "1", "MNIST_GAN_EPOCHS": "1"}, name="fresh.ipynb")
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    (resumed_dir,) = run_dir.glob("outputs-old-*")  # FRESH moved the resumed run's outputs aside
+    return {
+        "killed": killed, "first_grid": first_grid, "run_dir": run_dir,
+        "resumed_dir": resumed_dir, "fresh_dir": output_dir,
+    }
+
+
+def test_the_kill_came_mid_run(killed_resumed_and_fresh):
+    killed = killed_resumed_and_fresh["killed"]
+    assert 1 <= killed["epoch"] < 3
+    assert [row["epoch"] for row in killed["history"]] == list(range(1, killed["epoch"] + 1))
+
+
+def test_resumed_run_says_so_in_one_line(killed_resumed_and_fresh):
+    text = stream_text(killed_resumed_and_fresh["run_dir"] / "resumed.ipynb")
+    epoch = killed_resumed_and_fresh["killed"]["epoch"]
+    assert text.count("Resuming after epoch") == 1
+    assert f"Resuming after epoch {epoch} of 3 from" in text
+
+
+def test_resumed_run_ends_as_if_never_interrupted(killed_resumed_and_fresh):
+    output_dir, killed = killed_resumed_and_fresh["resumed_dir"], killed_resumed_and_fresh["killed"]
+    history = read_history(output_dir)
+    assert [row["epoch"] for row in history] == [1, 2, 3]  # no duplicated and no missing rows
+    assert history[: killed["epoch"]] == killed["history"]  # the rows written before the kill are kept as they were
+    assert grid_names(output_dir) == ["epoch_001.png", "epoch_002.png", "epoch_003.png"]
+    with Image.open(output_dir / "progress.gif") as gif:
+        assert gif.n_frames == 3
+    checkpoints = sorted(path.name for path in (output_dir / "checkpoints").glob("*.keras"))
+    assert checkpoints == [f"generator_epoch_{epoch:03d}.keras" for epoch in (1, 2, 3)]
+    assert not list(output_dir.rglob("*.partial.*"))
+
+
+def test_resumed_run_continues_the_optimiser_state(killed_resumed_and_fresh):
+    output_dir, killed = killed_resumed_and_fresh["resumed_dir"], killed_resumed_and_fresh["killed"]
+    with np.load(output_dir / "training_state.npz") as state:
+        # Adam's step counters count every step of all three epochs: the resumed run did not start from zero.
+        assert int(state["g_optimizer_000"]) == int(state["d_optimizer_000"]) == 3 * STEPS_PER_EPOCH
+        assert int(state["epoch"]) == 3
+    history = read_history(output_dir)
+    first_resumed, last_killed = history[killed["epoch"]], killed["history"][-1]
+    fresh_first = read_history(killed_resumed_and_fresh["fresh_dir"])[0]
+    for loss in ("d_loss", "g_loss"):
+        # Close to where the killed run stopped, and not a replay of a fresh start (which SEED makes exact).
+        assert abs(first_resumed[loss] - last_killed[loss]) < 0.3, loss
+        assert first_resumed[loss] != fresh_first[loss], loss
+
+
+def test_fresh_moves_the_old_outputs_aside_and_starts_over(killed_resumed_and_fresh):
+    fresh_dir = killed_resumed_and_fresh["fresh_dir"]
+    text = stream_text(killed_resumed_and_fresh["run_dir"] / "fresh.ipynb")
+    assert "Resuming" not in text
+    assert "FRESH=True: moved the earlier outputs aside to outputs-old-" in text
+    assert [row["epoch"] for row in read_history(fresh_dir)] == [1]
+    assert grid_names(fresh_dir) == ["epoch_001.png"]
+    assert "Loaded the cached evaluator" in text  # the evaluator was kept, not retrained
+
+
+def test_same_seed_gives_the_same_first_epoch(killed_resumed_and_fresh):
+    fresh_dir, killed = killed_resumed_and_fresh["fresh_dir"], killed_resumed_and_fresh["killed"]
+    fresh_first, killed_first = read_history(fresh_dir)[0], killed["history"][0]
+    for column in ("d_loss", "g_loss", "D(x)", "D(G(z))"):
+        assert fresh_first[column] == killed_first[column], column
+    fresh_grid = np.asarray(Image.open(fresh_dir / "grids" / "epoch_001.png"))
+    np.testing.assert_array_equal(fresh_grid, killed_resumed_and_fresh["first_grid"])
+
+
+def test_a_kill_during_a_save_leaves_the_previous_good_files(tmp_path, cached_evaluator):
+    output_dir = fresh_output_dir(tmp_path, cached_evaluator)
+    # The tests' hook: every save pauses between writing its temporary file and moving it into place.
+    env = notebook_env(output_dir, **{**SMALL_RUN, "MNIST_GAN_EPOCHS": "2", "MNIST_GAN_TRAIN_SIZE": "1024",
+                                      "MNIST_GAN_TEST_SAVE_DELAY": "1.5"})
+    partial_state = output_dir / "training_state.partial.npz"
+    start_and_kill(tmp_path, env, lambda: saved_epoch(output_dir) == 1 and partial_state.exists())
+
+    assert partial_state.exists(), "the kill came during the save of epoch 2's state"
+    assert saved_epoch(output_dir) == 1  # the previous state is intact and readable
+    assert [row["epoch"] for row in read_history(output_dir)] == [1]
+    for grid in (output_dir / "grids").glob("*.png"):
+        with Image.open(grid) as image:
+            image.load()
+    for model_path in [output_dir / "evaluator.keras", *(output_dir / "checkpoints").glob("*.keras")]:
+        if ".partial." not in model_path.name:
+            keras.models.load_model(model_path)
+
+    resumed = run_nbconvert(tmp_path, {**env, "MNIST_GAN_TEST_SAVE_DELAY": "0"}, name="resumed.ipynb")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [row["epoch"] for row in read_history(output_dir)] == [1, 2]
+    assert not list(output_dir.rglob("*.partial.*"))
+
+
+def test_divergence_stops_at_once_and_keeps_the_last_good_generator(tmp_path, cached_evaluator):
+    output_dir = fresh_output_dir(tmp_path, cached_evaluator)
+    settings = {**SMALL_RUN, "MNIST_GAN_EPOCHS": "1", "MNIST_GAN_TRAIN_SIZE": "1024"}
+    first = run_nbconvert(tmp_path, notebook_env(output_dir, **settings))
+    assert first.returncode == 0, first.stderr[-3000:]
+
+    # Going on at an absurd learning rate blows the weights up within the second epoch.
+    error = run_until_error(output_dir, **{**settings, "MNIST_GAN_EPOCHS": "2", "MNIST_GAN_LEARNING_RATE": "1e12"})
+    assert error.ename == "FloatingPointError"
+    assert "Training diverged in epoch 2: the losses are no longer finite numbers" in error.evalue
+    assert "The generator of epoch 1, the last with finite losses, is saved as" in error.evalue
+    assert "lower LEARNING_RATE (now 1000000000000.0)" in error.evalue
+    assert saved_epoch(output_dir) == 1
+    assert [row["epoch"] for row in read_history(output_dir)] == [1]
+    assert not (output_dir / "grids" / "epoch_002.png").exists()
+    generator = keras.models.load_model(output_dir / "generator.keras")
+    with np.load(output_dir / "training_state.npz") as state:
+        saved_weights = [state[f"generator_{index:03d}"] for index in range(len(generator.weights))]
+    for weight, saved in zip(generator.get_weights(), saved_weights, strict=True):
+        np.testing.assert_array_equal(weight, saved)
+
+
+def test_divergence_in_the_first_epoch_keeps_nothing(tmp_path, cached_evaluator):
+    output_dir = fresh_output_dir(tmp_path, cached_evaluator)
+    error = run_until_error(output_dir, **{**SMALL_RUN, "MNIST_GAN_TRAIN_SIZE": "1024", "MNIST_GAN_LEARNING_RATE": "1e12"})
+    assert error.ename == "FloatingPointError"
+    assert "Training diverged in epoch 1" in error.evalue
+    assert "No epoch ended with finite losses" in error.evalue
+    assert not (output_dir / "generator.keras").exists()
+    assert not (output_dir / "training_state.npz").exists()
