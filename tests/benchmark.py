@@ -26,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist.npz"
+from conftest import REPO_ROOT, nbconvert_command, notebook_env
+
 TF_TUTORIAL = {
     "ARCHITECTURE": "tf-tutorial",
     "LEARNING_RATE": "1e-4",
@@ -50,15 +50,10 @@ def parse_arguments(argv=None):
     return parser.parse_args(argv)
 
 
-def run_notebook(workdir, parameters):
+def run_notebook(workdir, output_dir, parameters):
     """Execute the notebook headless with MNIST_GAN_* variables; return (wall seconds, peak kernel RSS in MiB)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MNIST_GAN_")}
-    env.update({f"MNIST_GAN_{name}": value for name, value in parameters.items()})
-    command = [
-        sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-        str(REPO_ROOT / "mnist_gan.ipynb"), "--output-dir", str(workdir), "--output", "run.ipynb",
-        "--ExecutePreprocessor.timeout=-1",
-    ]
+    env = notebook_env(output_dir, **{f"MNIST_GAN_{name}": value for name, value in parameters.items()})
+    command = [*nbconvert_command(workdir), "--ExecutePreprocessor.timeout=-1"]
     start = time.perf_counter()
     result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     wall_seconds = time.perf_counter() - start
@@ -75,17 +70,11 @@ def main(argv=None):
     workdir = arguments.workdir or Path(tempfile.mkdtemp(prefix="mnist_gan_benchmark_"))
     output_dir = workdir / "outputs"
     output_dir.mkdir(parents=True, exist_ok=True)
-    parameters = dict(TF_TUTORIAL) if arguments.reference else {}
-    if SHARED_MNIST.is_file() and not os.environ.get("MNIST_GAN_DATA_PATH"):
-        parameters["DATA_PATH"] = str(SHARED_MNIST)
-    elif os.environ.get("MNIST_GAN_DATA_PATH"):
-        parameters["DATA_PATH"] = os.environ["MNIST_GAN_DATA_PATH"]
-    parameters.update(dict(arguments.parameter))
-    parameters["OUTPUT_DIR"] = str(output_dir)
+    parameters = {**(TF_TUTORIAL if arguments.reference else {}), **dict(arguments.parameter)}
     if arguments.evaluator:
         shutil.copy(arguments.evaluator, output_dir / "evaluator.keras")
 
-    wall_seconds, peak_mib = run_notebook(workdir, parameters)
+    wall_seconds, peak_mib = run_notebook(workdir, output_dir, parameters)
     with open(output_dir / "history.csv", newline="") as history_file:
         epoch_seconds = [float(row["epoch_seconds"]) for row in csv.DictReader(history_file)]
     scores = json.loads((output_dir / "scores.json").read_text())
