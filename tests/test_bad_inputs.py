@@ -86,6 +86,7 @@ def test_npz_with_labels_outside_0_to_9(tmp_path):
         ("MNIST_GAN_BATCH_SIZE", "abc", "BATCH_SIZE (from MNIST_GAN_BATCH_SIZE) must be an integer from 1 to 4096; got 'abc'."),
         ("MNIST_GAN_LEARNING_RATE", "-0.001", "LEARNING_RATE (from MNIST_GAN_LEARNING_RATE) must be a finite number above 0"),
         ("MNIST_GAN_FRESH", "maybe", "FRESH (from MNIST_GAN_FRESH) must be True or False"),
+        ("MNIST_GAN_EMA", "1", "EMA (from MNIST_GAN_EMA) must be a number from 0 (off) to below 1; got 1.0."),
     ],
 )
 def test_bad_parameter(tmp_path, variable, value, message):
@@ -93,3 +94,9 @@ def test_bad_parameter(tmp_path, variable, value, message):
     assert error.ename == "ValueError"
     assert message in error.evalue
     assert not (tmp_path / "outputs").exists(), "a bad knob must stop the run before it writes anything"
+
+
+def test_batch_that_two_devices_cannot_share(tmp_path):
+    error = run_until_error(tmp_path, MNIST_GAN_TEST_CPU_REPLICAS="2", MNIST_GAN_BATCH_SIZE="63")
+    assert error.ename == "ValueError"
+    assert "BATCH_SIZE must be a multiple of the 2 devices that share each batch; got 63." in error.evalue

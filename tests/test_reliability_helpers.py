@@ -76,7 +76,7 @@ SETTINGS = {"ARCHITECTURE": "default", "LATENT_DIM": 8, "FILTERS": 4, "SEED": 1}
 def small_gan(functions, seed):
     """A tiny compiled GAN whose optimisers have taken one step, so every part of the state is non-trivial."""
     keras.utils.set_random_seed(seed)
-    gan = functions["GAN"](functions["make_generator"](8, 4), functions["make_discriminator"](4, 0.3), 8, seed)
+    gan = functions["GAN"](functions["make_generator"](8, 4), functions["make_discriminator"](4, 0.3), 8, seed, ema=0.9)
     gan.compile(d_optimizer=keras.optimizers.Adam(1e-3), g_optimizer=keras.optimizers.Adam(1e-3))
     gan.train_step(keras.random.uniform((4, 28, 28, 1), -1, 1, seed=seed))
     return gan
@@ -93,7 +93,7 @@ def test_training_state_round_trip(notebook_functions, tmp_path):
     assert (epoch, seconds) == (1, 12.5)
     assert history[0]["d_loss"] == 1.3 and math.isnan(history[0]["fd"])
     np.testing.assert_array_equal(fixed_noise, noise)
-    for part in ("generator", "discriminator"):
+    for part in ("generator", "discriminator", "ema_generator"):
         for a, b in zip(getattr(saved, part).get_weights(), getattr(restored, part).get_weights(), strict=True):
             np.testing.assert_array_equal(a, b)
     for a, b in zip(saved.g_optimizer.variables[2:], restored.g_optimizer.variables[2:], strict=True):
