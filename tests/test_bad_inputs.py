@@ -87,6 +87,9 @@ def test_npz_with_labels_outside_0_to_9(tmp_path):
         ("MNIST_GAN_LEARNING_RATE", "-0.001", "LEARNING_RATE (from MNIST_GAN_LEARNING_RATE) must be a finite number above 0"),
         ("MNIST_GAN_FRESH", "maybe", "FRESH (from MNIST_GAN_FRESH) must be True or False"),
         ("MNIST_GAN_EMA", "1", "EMA (from MNIST_GAN_EMA) must be a number from 0 (off) to below 1; got 1.0."),
+        ("MNIST_GAN_LOSS", "wasserstein", "LOSS (from MNIST_GAN_LOSS) must be one of 'nonsaturating', 'hinge', 'wgan-gp'; got 'wasserstein'."),
+        ("MNIST_GAN_EXPORT_FORMAT", "jpg", "EXPORT_FORMAT (from MNIST_GAN_EXPORT_FORMAT) must be 'png' or 'npz'; got 'jpg'."),
+        ("MNIST_GAN_CONDITIONAL", "sometimes", "CONDITIONAL (from MNIST_GAN_CONDITIONAL) must be True or False"),
     ],
 )
 def test_bad_parameter(tmp_path, variable, value, message):
@@ -100,3 +103,9 @@ def test_batch_that_two_devices_cannot_share(tmp_path):
     error = run_until_error(tmp_path, MNIST_GAN_TEST_CPU_REPLICAS="2", MNIST_GAN_BATCH_SIZE="63")
     assert error.ename == "ValueError"
     assert "BATCH_SIZE must be a multiple of the 2 devices that share each batch; got 63." in error.evalue
+
+
+def test_critic_batches_that_do_not_fit_the_training_set(tmp_path):
+    error = run_until_error(tmp_path, MNIST_GAN_LOSS="wgan-gp", MNIST_GAN_CRITIC_STEPS="5", MNIST_GAN_BATCH_SIZE="64")
+    assert error.ename == "ValueError"
+    assert "BATCH_SIZE × CRITIC_STEPS must be at most the 256 training images; got 64 × 5." in error.evalue
