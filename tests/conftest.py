@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import nbformat
 import numpy as np
 import pytest
@@ -161,3 +162,13 @@ def notebook_functions():
         module = ast.Module(body=definitions, type_ignores=[])
         exec(compile(module, f"cell {index + 1}", "exec"), namespace)  # noqa: S102 -- our own notebook
     return namespace
+
+
+def tiny_gan(functions, seed=1, ema=0.0, dropout=0.0, loss="nonsaturating", critic_steps=1, conditional=False):
+    """A compiled GAN of the notebook's classes on 8-d noise with 4-filter networks, for unit tests."""
+    keras.utils.set_random_seed(seed)
+    generator = functions["build_generator"]("default", 8, 4, conditional)
+    discriminator = functions["build_discriminator"]("default", 4, dropout, conditional)
+    gan = functions["GAN"](generator, discriminator, 8, seed, ema=ema, loss=loss, critic_steps=critic_steps, conditional=conditional)
+    gan.compile(d_optimizer=keras.optimizers.Adam(1e-3), g_optimizer=keras.optimizers.Adam(1e-3))
+    return gan

@@ -13,6 +13,7 @@ from conftest import (
     notebook_env,
     run_nbconvert,
     stream_text,
+    tiny_gan,
 )
 from PIL import Image
 
@@ -71,12 +72,7 @@ def test_losses_on_known_scores(notebook_functions, loss, d_expected, g_expected
 
 def tiny_conditional_gan(functions, loss, critic_steps=1):
     """A compiled conditional GAN on 8-d noise with 4-filter networks."""
-    keras.utils.set_random_seed(1)
-    generator = functions["build_generator"]("default", 8, 4, True)
-    discriminator = functions["build_discriminator"]("default", 4, 0.0, True)
-    gan = functions["GAN"](generator, discriminator, 8, 1, ema=0.9, loss=loss, critic_steps=critic_steps, conditional=True)
-    gan.compile(d_optimizer=keras.optimizers.Adam(1e-3), g_optimizer=keras.optimizers.Adam(1e-3))
-    return gan
+    return tiny_gan(functions, ema=0.9, loss=loss, critic_steps=critic_steps, conditional=True)
 
 
 def test_conditional_networks_take_labels(notebook_functions):

@@ -12,15 +12,8 @@ from conftest import (
     notebook_env,
     run_nbconvert,
     stream_text,
+    tiny_gan,
 )
-
-
-def tiny_gan(functions, ema, seed=1):
-    """A compiled GAN on 8-d noise with 4-filter networks."""
-    keras.utils.set_random_seed(seed)
-    gan = functions["GAN"](functions["make_generator"](8, 4), functions["make_discriminator"](4, 0.0), 8, seed, ema=ema)
-    gan.compile(d_optimizer=keras.optimizers.Adam(1e-3), g_optimizer=keras.optimizers.Adam(1e-3))
-    return gan
 
 
 def set_all(weights, value):

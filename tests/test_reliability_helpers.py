@@ -6,6 +6,7 @@ from collections import namedtuple
 import keras
 import numpy as np
 import pytest
+from conftest import tiny_gan
 
 
 def test_write_atomically_replaces_the_file_in_one_step(notebook_functions, tmp_path):
@@ -75,9 +76,7 @@ SETTINGS = {"ARCHITECTURE": "default", "LATENT_DIM": 8, "FILTERS": 4, "SEED": 1}
 
 def small_gan(functions, seed):
     """A tiny compiled GAN whose optimisers have taken one step, so every part of the state is non-trivial."""
-    keras.utils.set_random_seed(seed)
-    gan = functions["GAN"](functions["make_generator"](8, 4), functions["make_discriminator"](4, 0.3), 8, seed, ema=0.9)
-    gan.compile(d_optimizer=keras.optimizers.Adam(1e-3), g_optimizer=keras.optimizers.Adam(1e-3))
+    gan = tiny_gan(functions, seed, ema=0.9, dropout=0.3)
     gan.train_step(keras.random.uniform((4, 28, 28, 1), -1, 1, seed=seed))
     return gan
 
