@@ -90,6 +90,8 @@ def test_npz_with_labels_outside_0_to_9(tmp_path):
         ("MNIST_GAN_LOSS", "wasserstein", "LOSS (from MNIST_GAN_LOSS) must be one of 'nonsaturating', 'hinge', 'wgan-gp'; got 'wasserstein'."),
         ("MNIST_GAN_EXPORT_FORMAT", "jpg", "EXPORT_FORMAT (from MNIST_GAN_EXPORT_FORMAT) must be 'png' or 'npz'; got 'jpg'."),
         ("MNIST_GAN_CONDITIONAL", "sometimes", "CONDITIONAL (from MNIST_GAN_CONDITIONAL) must be True or False"),
+        ("MNIST_GAN_TIME_LIMIT_MINUTES", "nan",
+         "TIME_LIMIT_MINUTES (from MNIST_GAN_TIME_LIMIT_MINUTES) must be a number of minutes from 0 (no limit) to 10000; got nan."),
     ],
 )
 def test_bad_parameter(tmp_path, variable, value, message):

@@ -1,6 +1,7 @@
 """Never lose a run: resume after a kill, atomic saves, a divergence guard and reproducible runs."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -206,3 +207,30 @@ def test_divergence_in_the_first_epoch_keeps_nothing(tmp_path, cached_evaluator)
     assert "No epoch ended with finite losses" in error.evalue
     assert not (output_dir / "generator.keras").exists()
     assert not (output_dir / "training_state.npz").exists()
+
+
+def test_time_limit_stops_mid_epoch_and_a_rerun_trains_on(tmp_path, cached_evaluator):
+    output_dir = fresh_output_dir(tmp_path, cached_evaluator)
+    env = notebook_env(output_dir, **SMALL_RUN, MNIST_GAN_TIME_LIMIT_MINUTES="0.0001")  # 6 ms: over after one call
+    limited = run_nbconvert(tmp_path, env, name="limited.ipynb")
+    assert limited.returncode == 0, limited.stderr[-3000:]
+
+    text = stream_text(tmp_path / "limited.ipynb")
+    assert "TIME_LIMIT_MINUTES=0.0001 reached: training stopped in epoch 1 of 3." in text
+    assert "epochs  1 of 3 (TIME_LIMIT_MINUTES)" in text  # the summary table
+    steps_per_execution = 8
+    with np.load(output_dir / "training_state.npz") as state:
+        assert int(state["epoch"]) == 1  # the cut epoch counts as trained
+        assert int(state["g_optimizer_000"]) == steps_per_execution  # one call, not the epoch's 32 steps
+    assert [row["epoch"] for row in read_history(output_dir)] == [1]
+    assert grid_names(output_dir) == ["epoch_001.png"]
+    scores = json.loads((output_dir / "scores.json").read_text())
+    assert scores["images_per_second"] == pytest.approx(steps_per_execution * 64 / scores["train_seconds"])
+    assert keras.models.load_model(output_dir / "generator.keras").output_shape == (None, 28, 28, 1)
+
+    resumed = run_nbconvert(tmp_path, {**env, "MNIST_GAN_TIME_LIMIT_MINUTES": "0"}, name="resumed.ipynb")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming after epoch 1 of 3 from" in stream_text(tmp_path / "resumed.ipynb")
+    assert [row["epoch"] for row in read_history(output_dir)] == [1, 2, 3]
+    with np.load(output_dir / "training_state.npz") as state:
+        assert int(state["g_optimizer_000"]) == steps_per_execution + 2 * STEPS_PER_EPOCH

@@ -115,3 +115,27 @@ def test_unreadable_training_state_says_how_to_start_over(notebook_functions, tm
     path.write_bytes(b"garbage")
     with pytest.raises(ValueError, match=r"training_state.npz in OUTPUT_DIR could not be read .* Set FRESH=True"):
         notebook_functions["read_training_state"](path)
+
+
+def train_tiny_gan_with(notebook_functions, time_limit, epochs):
+    """Fit a tiny GAN for `epochs` epochs of 5 one-step calls with `time_limit` among its callbacks; return it."""
+    gan = tiny_gan(notebook_functions)
+    images = np.random.default_rng(0).uniform(-1, 1, (20, 28, 28, 1)).astype("float32")
+    gan.fit(images, batch_size=4, epochs=epochs, callbacks=[time_limit], verbose=0)
+    return gan
+
+
+def test_time_limit_stops_after_the_first_call_past_it_and_says_so(notebook_functions, capsys):
+    time_limit = notebook_functions["TimeLimit"](1e-9)  # over as soon as the first step has run
+    gan = train_tiny_gan_with(notebook_functions, time_limit, epochs=3)
+    assert int(gan.g_optimizer.iterations) == 1
+    assert time_limit.stopped_in_epoch == 1
+    assert "TIME_LIMIT_MINUTES=1e-09 reached: training stopped in epoch 1 of 3." in capsys.readouterr().out
+
+
+def test_time_limit_of_zero_never_stops(notebook_functions, capsys):
+    time_limit = notebook_functions["TimeLimit"](0.0)
+    gan = train_tiny_gan_with(notebook_functions, time_limit, epochs=2)
+    assert int(gan.g_optimizer.iterations) == 2 * 5
+    assert time_limit.stopped_in_epoch is None
+    assert "TIME_LIMIT_MINUTES" not in capsys.readouterr().out
