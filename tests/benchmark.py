@@ -37,6 +37,7 @@ TF_TUTORIAL = {
     "LATENT_DIM": "100",
     "DROPOUT": "0.3",
     "EMA": "0",  # the tutorial draws with the trained generator itself
+    "CLUSTERS": "0",  # nor does it sort the digits into clusters
 }
 
 

@@ -164,11 +164,15 @@ def notebook_functions():
     return namespace
 
 
-def tiny_gan(functions, seed=1, ema=0.0, dropout=0.0, loss="nonsaturating", critic_steps=1, conditional=False):
-    """A compiled GAN of the notebook's classes on 8-d noise with 4-filter networks, for unit tests."""
+def tiny_gan(functions, seed=1, ema=0.0, dropout=0.0, loss="nonsaturating", critic_steps=1, conditional=False,
+             cluster_shares=None):
+    """A compiled GAN of the notebook's classes on 8-d noise with 4-filter networks, for unit tests; conditional on
+    the digit, or clustered with clusters of `cluster_shares` of the digits."""
     keras.utils.set_random_seed(seed)
-    generator = functions["build_generator"]("default", 8, 4, conditional)
-    discriminator = functions["build_discriminator"]("default", 4, dropout, conditional)
-    gan = functions["GAN"](generator, discriminator, 8, seed, ema=ema, loss=loss, critic_steps=critic_steps, conditional=conditional)
+    generator = functions["build_generator"]("default", 8, 4, conditional, cluster_shares)
+    classes = functions["DIGITS"] if conditional else 0 if cluster_shares is None else len(cluster_shares)
+    discriminator = functions["build_discriminator"]("default", 4, dropout, classes)
+    gan = functions["GAN"](generator, discriminator, 8, seed, ema=ema, loss=loss, critic_steps=critic_steps,
+                           conditional=conditional, clustered=cluster_shares is not None)
     gan.compile(d_optimizer=keras.optimizers.Adam(1e-3), g_optimizer=keras.optimizers.Adam(1e-3))
     return gan

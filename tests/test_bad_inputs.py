@@ -90,6 +90,8 @@ def test_npz_with_labels_outside_0_to_9(tmp_path):
         ("MNIST_GAN_LOSS", "wasserstein", "LOSS (from MNIST_GAN_LOSS) must be one of 'nonsaturating', 'hinge', 'wgan-gp'; got 'wasserstein'."),
         ("MNIST_GAN_EXPORT_FORMAT", "jpg", "EXPORT_FORMAT (from MNIST_GAN_EXPORT_FORMAT) must be 'png' or 'npz'; got 'jpg'."),
         ("MNIST_GAN_CONDITIONAL", "sometimes", "CONDITIONAL (from MNIST_GAN_CONDITIONAL) must be True or False"),
+        ("MNIST_GAN_CLUSTERS", "1", "CLUSTERS (from MNIST_GAN_CLUSTERS) must be 0 (off) or an integer from 2 to 1000; got 1."),
+        ("MNIST_GAN_LATENT_DIM", "1", "LATENT_DIM must be at least 2 with CLUSTERS=200: the first noise entry picks the cluster; got 1."),
         ("MNIST_GAN_TIME_LIMIT_MINUTES", "nan",
          "TIME_LIMIT_MINUTES (from MNIST_GAN_TIME_LIMIT_MINUTES) must be a number of minutes from 0 (no limit) to 10000; got nan."),
     ],
@@ -111,3 +113,9 @@ def test_critic_batches_that_do_not_fit_the_training_set(tmp_path):
     error = run_until_error(tmp_path, MNIST_GAN_LOSS="wgan-gp", MNIST_GAN_CRITIC_STEPS="5", MNIST_GAN_BATCH_SIZE="64")
     assert error.ename == "ValueError"
     assert "BATCH_SIZE × CRITIC_STEPS must be at most the 256 training images; got 64 × 5." in error.evalue
+
+
+def test_more_clusters_than_training_images(tmp_path):
+    error = run_until_error(tmp_path, MNIST_GAN_CLUSTERS="300")
+    assert error.ename == "ValueError"
+    assert "CLUSTERS must be at most the 256 training images; got 300." in error.evalue
