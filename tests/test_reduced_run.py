@@ -50,9 +50,13 @@ def test_saved_generator_maps_noise_to_digits(reduced_run):
 def test_saved_discriminator_scores_images(reduced_run):
     output_dir, _ = reduced_run
     discriminator = keras.models.load_model(output_dir / "discriminator.keras")
-    logits = np.asarray(discriminator.predict(np.zeros((3, 28, 28, 1), "float32"), verbose=0))
+    # With the default clusters it judges each image together with its cluster, 0 to CLUSTERS - 1.
+    assert discriminator.input_shape == [(None, 28, 28, 1), (None,)]
+    images = np.zeros((3, 28, 28, 1), "float32")
+    logits = np.asarray(discriminator.predict([images, np.array([0, 7, 199], "int32")], verbose=0))
     assert logits.shape == (3, 1)
     assert np.isfinite(logits).all()
+    assert not np.allclose(logits[0], logits[1:]), "the cluster must change the verdict on the same image"
 
 
 def test_generator_checkpoints_every_epoch_load(reduced_run):
