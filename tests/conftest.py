@@ -3,6 +3,7 @@
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -164,15 +165,38 @@ def notebook_functions():
     return namespace
 
 
+def tiny_generator(functions, latent_dim=8, conditional=False, cluster_shares=None):
+    """A 4-filter generator of the notebook's on `latent_dim`-d noise: plain, conditional on the digit, or picking one
+    of the clusters of `cluster_shares` with its first noise entry."""
+    label_dim = functions["LABEL_DIM"]
+    input_dim = latent_dim + (label_dim if conditional else 0) + (label_dim - 1 if cluster_shares is not None else 0)
+    body = functions["make_generator"](input_dim, 4)
+    if conditional:
+        return functions["add_label_input"](body, latent_dim)
+    return body if cluster_shares is None else functions["add_cluster_input"](body, latent_dim, cluster_shares)
+
+
 def tiny_gan(functions, seed=1, ema=0.0, dropout=0.0, loss="nonsaturating", critic_steps=1, conditional=False,
              cluster_shares=None):
     """A compiled GAN of the notebook's classes on 8-d noise with 4-filter networks, for unit tests; conditional on
     the digit, or clustered with clusters of `cluster_shares` of the digits."""
     keras.utils.set_random_seed(seed)
-    generator = functions["build_generator"]("default", 8, 4, conditional, cluster_shares)
-    classes = functions["DIGITS"] if conditional else 0 if cluster_shares is None else len(cluster_shares)
-    discriminator = functions["build_discriminator"]("default", 4, dropout, classes)
-    gan = functions["GAN"](generator, discriminator, 8, seed, ema=ema, loss=loss, critic_steps=critic_steps,
-                           conditional=conditional, clustered=cluster_shares is not None)
+    generator = tiny_generator(functions, 8, conditional, cluster_shares)
+    discriminator = functions["make_discriminator"](4, dropout)
+    labels = "digits" if conditional else None if cluster_shares is None else "clusters"
+    if labels:
+        classes = functions["DIGITS"] if conditional else len(cluster_shares)
+        discriminator = functions["add_projection"](discriminator, classes, labels)
+    settings = {"latent_dim": 8, "seed": seed, "labels": labels, "ema": ema, "loss": loss}
+    if loss == "wgan-gp":
+        gan = functions["WGANGP"](generator, discriminator, critic_steps=critic_steps, **settings)
+    else:
+        gan = functions["GAN"](generator, discriminator, **settings)
     gan.compile(d_optimizer=keras.optimizers.Adam(1e-3), g_optimizer=keras.optimizers.Adam(1e-3))
     return gan
+
+
+def default_parameter(name):
+    """The default value of knob `name`, read from the notebook's parameters cell."""
+    parameters = next(cell for cell in code_cells() if "parameters" in cell["metadata"].get("tags", []))
+    return ast.literal_eval(re.search(rf"^{name} = (.+?)  #", cell_source(parameters), re.MULTILINE).group(1))

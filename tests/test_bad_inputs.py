@@ -80,42 +80,50 @@ def test_npz_with_labels_outside_0_to_9(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("variable", "value", "message"),
+    ("variable", "value", "allowed"),
     [
-        ("MNIST_GAN_EPOCHS", "0", "EPOCHS (from MNIST_GAN_EPOCHS) must be an integer from 1 to 1000; got 0."),
-        ("MNIST_GAN_BATCH_SIZE", "abc", "BATCH_SIZE (from MNIST_GAN_BATCH_SIZE) must be an integer from 1 to 4096; got 'abc'."),
-        ("MNIST_GAN_LEARNING_RATE", "-0.001", "LEARNING_RATE (from MNIST_GAN_LEARNING_RATE) must be a finite number above 0"),
-        ("MNIST_GAN_FRESH", "maybe", "FRESH (from MNIST_GAN_FRESH) must be True or False"),
-        ("MNIST_GAN_EMA", "1", "EMA (from MNIST_GAN_EMA) must be a number from 0 (off) to below 1; got 1.0."),
-        ("MNIST_GAN_LOSS", "wasserstein", "LOSS (from MNIST_GAN_LOSS) must be one of 'nonsaturating', 'hinge', 'wgan-gp'; got 'wasserstein'."),
-        ("MNIST_GAN_EXPORT_FORMAT", "jpg", "EXPORT_FORMAT (from MNIST_GAN_EXPORT_FORMAT) must be 'png' or 'npz'; got 'jpg'."),
-        ("MNIST_GAN_CONDITIONAL", "sometimes", "CONDITIONAL (from MNIST_GAN_CONDITIONAL) must be True or False"),
-        ("MNIST_GAN_CLUSTERS", "1", "CLUSTERS (from MNIST_GAN_CLUSTERS) must be 0 (off) or an integer from 2 to 1000; got 1."),
-        ("MNIST_GAN_LATENT_DIM", "1", "LATENT_DIM must be at least 2 with CLUSTERS=200: the first noise entry picks the cluster; got 1."),
-        ("MNIST_GAN_TIME_LIMIT_MINUTES", "nan",
-         "TIME_LIMIT_MINUTES (from MNIST_GAN_TIME_LIMIT_MINUTES) must be a number of minutes from 0 (no limit) to 10000; got nan."),
+        ("MNIST_GAN_EPOCHS", "0", "from 1 to 1000"),
+        ("MNIST_GAN_BATCH_SIZE", "abc", "an integer"),
+        ("MNIST_GAN_LEARNING_RATE", "-0.001", "above 0"),
+        ("MNIST_GAN_LEARNING_RATE", "inf", "finite"),
+        ("MNIST_GAN_FRESH", "maybe", "True or False"),
+        ("MNIST_GAN_EMA", "1", "below 1"),
+        ("MNIST_GAN_LOSS", "wasserstein", "'wgan-gp'"),
+        ("MNIST_GAN_EXPORT_FORMAT", "jpg", "'npz'"),
+        ("MNIST_GAN_CONDITIONAL", "sometimes", "True or False"),
+        ("MNIST_GAN_CLUSTERS", "1", "0 (off) or"),
+        ("MNIST_GAN_TIME_LIMIT_MINUTES", "nan", "minutes"),
+        ("MNIST_GAN_OUTPUT_DIR", " ", "not empty"),
     ],
 )
-def test_bad_parameter(tmp_path, variable, value, message):
+def test_bad_parameter(tmp_path, variable, value, allowed):
     error = run_until_error(tmp_path, **{variable: value})
+    knob = variable.removeprefix("MNIST_GAN_")
     assert error.ename == "ValueError"
-    assert message in error.evalue
+    assert f"{knob} (from {variable}) must be" in error.evalue and allowed in error.evalue
     assert not (tmp_path / "outputs").exists(), "a bad knob must stop the run before it writes anything"
+
+
+def test_latent_dim_too_short_to_pick_a_cluster(tmp_path):
+    error = run_until_error(tmp_path, MNIST_GAN_LATENT_DIM="1", MNIST_GAN_CLUSTERS="20")
+    assert error.ename == "ValueError"
+    assert "LATENT_DIM must be at least 2 with CLUSTERS=20" in error.evalue and "picks the cluster" in error.evalue
+    assert not (tmp_path / "outputs").exists()
 
 
 def test_batch_that_two_devices_cannot_share(tmp_path):
     error = run_until_error(tmp_path, MNIST_GAN_TEST_CPU_REPLICAS="2", MNIST_GAN_BATCH_SIZE="63")
     assert error.ename == "ValueError"
-    assert "BATCH_SIZE must be a multiple of the 2 devices that share each batch; got 63." in error.evalue
+    assert "BATCH_SIZE must be a multiple of the 2 devices" in error.evalue and "got 63" in error.evalue
 
 
 def test_critic_batches_that_do_not_fit_the_training_set(tmp_path):
     error = run_until_error(tmp_path, MNIST_GAN_LOSS="wgan-gp", MNIST_GAN_CRITIC_STEPS="5", MNIST_GAN_BATCH_SIZE="64")
     assert error.ename == "ValueError"
-    assert "BATCH_SIZE × CRITIC_STEPS must be at most the 256 training images; got 64 × 5." in error.evalue
+    assert "BATCH_SIZE × CRITIC_STEPS must be at most the 256 training images" in error.evalue and "64 × 5" in error.evalue
 
 
 def test_more_clusters_than_training_images(tmp_path):
     error = run_until_error(tmp_path, MNIST_GAN_CLUSTERS="300")
     assert error.ename == "ValueError"
-    assert "CLUSTERS must be at most the 256 training images; got 300." in error.evalue
+    assert "CLUSTERS must be at most the 256 training images" in error.evalue and "got 300" in error.evalue

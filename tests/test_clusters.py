@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_gan
+from conftest import tiny_gan, tiny_generator
 
 SHARES = np.array([0.2, 0.3, 0.5])
 
@@ -42,7 +42,7 @@ def test_label_purity_counts_the_most_common_label_of_each_group(notebook_functi
 
 
 def test_the_first_noise_entry_picks_each_cluster_as_often_as_its_share(notebook_functions):
-    generator = notebook_functions["build_generator"]("default", 8, 4, False, SHARES)
+    generator = tiny_generator(notebook_functions, 8, cluster_shares=SHARES)
     assert generator.input_shape == (None, 8)
     noise = np.random.default_rng(0).standard_normal((40000, 8)).astype("float32")
     clusters = np.asarray(notebook_functions["clusters_picked"](generator, noise))
@@ -53,7 +53,7 @@ def test_the_first_noise_entry_picks_each_cluster_as_often_as_its_share(notebook
 
 
 def test_clustered_generator_saves_and_loads_as_a_generator_of_noise(notebook_functions, tmp_path):
-    generator = notebook_functions["build_generator"]("default", 8, 4, False, SHARES)
+    generator = tiny_generator(notebook_functions, 8, cluster_shares=SHARES)
     noise = np.random.default_rng(1).standard_normal((5, 8)).astype("float32")
     digits = generator.predict(noise, verbose=0)
     assert digits.shape == (5, 28, 28, 1)
@@ -67,7 +67,7 @@ def test_clustered_generator_saves_and_loads_as_a_generator_of_noise(notebook_fu
 
 
 def test_the_cluster_changes_the_digit_drawn(notebook_functions):
-    generator = notebook_functions["build_generator"]("default", 8, 4, False, SHARES)
+    generator = tiny_generator(notebook_functions, 8, cluster_shares=SHARES)
     style = np.random.default_rng(2).standard_normal((1, 7)).astype("float32")
     first_entries = np.array([[-2.0], [-0.4], [2.0]], "float32")  # clusters 0, 1 and 2 (cut at -0.84 and 0)
     noise = np.concatenate([first_entries, np.repeat(style, 3, axis=0)], axis=1)
@@ -84,5 +84,29 @@ def test_clustered_step_trains_both_networks_on_images_and_their_clusters(notebo
     logs = gan.train_step(batch)
     assert int(gan.d_optimizer.iterations) == 1 and int(gan.g_optimizer.iterations) == 1
     assert all(np.isfinite(float(value)) for value in logs.values())
-    assert any(not np.allclose(old, new) for old, new in zip(before, gan.generator.trainable_weights))
+    assert any(not np.allclose(old, new) for old, new in zip(before, gan.generator.trainable_weights, strict=True))
     assert gan.drawing_generator.predict(np.zeros((2, 8), "float32"), verbose=0).shape == (2, 28, 28, 1)
+
+
+class RecordingGenerator:
+    """Stands in for a generator: remembers the noise it is asked to draw and returns blank digits."""
+
+    def predict(self, noise, batch_size=None, verbose=0):
+        self.noise = np.asarray(noise)
+        return np.zeros((len(self.noise), 28, 28, 1), "float32")
+
+
+def test_latent_walk_keeps_the_first_entry_and_so_its_cluster(notebook_functions):
+    generator = tiny_generator(notebook_functions, 8, cluster_shares=SHARES)
+    starts_and_ends = np.random.default_rng(4).standard_normal((3, 2, 8)).astype("float32")
+    recorder = RecordingGenerator()
+    notebook_functions["interpolation_strips"](recorder, list(starts_and_ends), steps=6, kept_entries=1)
+    walks = recorder.noise.reshape(3, 6, 8)
+    for (start, end), walk in zip(starts_and_ends, walks, strict=True):
+        np.testing.assert_allclose(walk[:, 0], start[0])  # the entry that picks the cluster never moves
+        np.testing.assert_allclose(walk[0, 1:], start[1:], atol=1e-6)
+        np.testing.assert_allclose(walk[-1, 1:], end[1:], atol=1e-5)
+        clusters = np.asarray(notebook_functions["clusters_picked"](generator, walk))
+        assert len(set(clusters.tolist())) == 1
+        steps = np.linalg.norm(np.diff(walk[:, 1:], axis=0), axis=1)
+        np.testing.assert_allclose(steps, steps.mean(), rtol=1e-4)  # equal steps along the great circle: a smooth walk

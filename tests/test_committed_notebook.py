@@ -43,4 +43,23 @@ def test_no_stray_metadata():
     notebook = json.loads(NOTEBOOK.read_text())
     assert set(notebook["metadata"]) <= {"kernelspec", "language_info"}
     for cell in notebook["cells"]:
-        assert set(cell["metadata"]) <= {"tags"}, cell["metadata"]
+        assert set(cell["metadata"]) <= {"tags", "jupyter"}, cell["metadata"]
+        assert cell["metadata"].get("jupyter", {"source_hidden": True}) == {"source_hidden": True}
+
+
+def test_progress_gif_is_an_html_image_that_static_renders_show():
+    outputs = [output for cell in code_cells() for output in cell["outputs"]]
+    gifs = [output for output in outputs if "data:image/gif;base64," in "".join(output.get("data", {}).get("text/html", ""))]
+    assert len(gifs) == 1
+    assert not [output for output in outputs if "image/gif" in output.get("data", {})], "a bare image/gif shows as text in HTML"
+
+
+def test_plumbing_cells_start_collapsed_and_say_what_they_hold():
+    hidden = [cell for cell in code_cells() if cell["metadata"].get("jupyter", {}).get("source_hidden")]
+    assert hidden
+    for cell in hidden:
+        assert cell_source(cell).startswith("# "), cell_source(cell)[:60]
+
+
+def test_no_code_cell_is_over_80_lines():
+    assert max(len(cell_source(cell).splitlines()) for cell in code_cells()) <= 80

@@ -6,7 +6,7 @@ import math
 
 import keras
 import numpy as np
-from conftest import REDUCED_RUN, code_cells
+from conftest import REDUCED_RUN, code_cells, default_parameter
 from PIL import Image
 
 EPOCHS = int(REDUCED_RUN["MNIST_GAN_EPOCHS"])
@@ -50,10 +50,13 @@ def test_saved_generator_maps_noise_to_digits(reduced_run):
 def test_saved_discriminator_scores_images(reduced_run):
     output_dir, _ = reduced_run
     discriminator = keras.models.load_model(output_dir / "discriminator.keras")
-    # With the default clusters it judges each image together with its cluster, 0 to CLUSTERS - 1.
+    # With clusters (on by default) it judges each image together with its cluster, 0 to CLUSTERS - 1.
     assert discriminator.input_shape == [(None, 28, 28, 1), (None,)]
+    assert [tensor.name for tensor in discriminator.inputs] == ["images", "clusters"]
+    last_cluster = discriminator.get_layer("projection").input_dim - 1
+    assert last_cluster + 1 == default_parameter("CLUSTERS")
     images = np.zeros((3, 28, 28, 1), "float32")
-    logits = np.asarray(discriminator.predict([images, np.array([0, 7, 199], "int32")], verbose=0))
+    logits = np.asarray(discriminator.predict([images, np.array([0, 7, last_cluster], "int32")], verbose=0))
     assert logits.shape == (3, 1)
     assert np.isfinite(logits).all()
     assert not np.allclose(logits[0], logits[1:]), "the cluster must change the verdict on the same image"
@@ -67,11 +70,21 @@ def test_generator_checkpoints_every_epoch_load(reduced_run):
     assert generator.input_shape == (None, LATENT_DIM)
 
 
-def test_progress_gif_has_one_frame_per_epoch(reduced_run):
+def test_progress_gif_has_one_frame_per_epoch_headed_by_its_number(reduced_run):
     output_dir, _ = reduced_run
     with Image.open(output_dir / "progress.gif") as gif:
         assert gif.n_frames == EPOCHS
-        assert gif.size == (GRID_PIXELS, GRID_PIXELS)
+        width, height = gif.size
+        assert width == GRID_PIXELS and GRID_PIXELS < height < GRID_PIXELS + 28  # a strip for the epoch above the grid
+        headers = []
+        for frame in range(EPOCHS):
+            gif.seek(frame)
+            pixels = np.asarray(gif.convert("L"))
+            headers.append(pixels[: height - GRID_PIXELS])
+            grid = np.asarray(Image.open(output_dir / "grids" / f"epoch_{frame + 1:03d}.png"))
+            np.testing.assert_array_equal(pixels[height - GRID_PIXELS :], grid)
+    assert all(header.max() > 0 for header in headers), "every frame carries its epoch number"
+    assert not np.array_equal(headers[0], headers[-1]), "the numbers differ from frame to frame"
 
 
 def test_executed_notebook_shows_a_grid_per_epoch_and_no_errors(reduced_run):
@@ -126,6 +139,10 @@ def test_scores_are_sane(reduced_run):
 
 def test_history_records_periodic_scores_and_epoch_times(reduced_run):
     output_dir, _ = reduced_run
+    kept = sorted(path.name for path in (output_dir / "periodic").glob("*.npy"))
+    assert kept == [f"epoch_{epoch:03d}.npy" for epoch in range(1, EPOCHS + 1)]  # EVAL_EVERY defaults to 1
+    digits = np.load(output_dir / "periodic" / kept[0])
+    assert digits.shape == (2000, 28, 28) and digits.dtype == np.uint8
     with open(output_dir / "history.csv", newline="") as history_file:
         rows = list(csv.DictReader(history_file))
     for row in rows:  # EVAL_EVERY defaults to 1: every epoch is scored

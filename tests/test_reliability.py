@@ -109,7 +109,9 @@ def test_resumed_run_ends_as_if_never_interrupted(killed_resumed_and_fresh):
     output_dir, killed = killed_resumed_and_fresh["resumed_dir"], killed_resumed_and_fresh["killed"]
     history = read_history(output_dir)
     assert [row["epoch"] for row in history] == [1, 2, 3]  # no duplicated and no missing rows
-    assert history[: killed["epoch"]] == killed["history"]  # the rows written before the kill are kept as they were
+    losses = ("d_loss", "g_loss", "D(x)", "D(G(z))")  # FD and classifier score are only added after training
+    kept = [{name: row[name] for name in losses} for row in history[: killed["epoch"]]]
+    assert kept == [{name: row[name] for name in losses} for row in killed["history"]]  # the rows before the kill, as they were
     assert grid_names(output_dir) == ["epoch_001.png", "epoch_002.png", "epoch_003.png"]
     with Image.open(output_dir / "progress.gif") as gif:
         assert gif.n_frames == 3
@@ -185,9 +187,9 @@ def test_divergence_stops_at_once_and_keeps_the_last_good_generator(tmp_path, ca
     # Going on at an absurd learning rate blows the weights up within the second epoch.
     error = run_until_error(output_dir, **{**settings, "MNIST_GAN_EPOCHS": "2", "MNIST_GAN_LEARNING_RATE": "1e12"})
     assert error.ename == "FloatingPointError"
-    assert "Training diverged in epoch 2: the losses are no longer finite numbers" in error.evalue
-    assert "The generator of epoch 1, the last with finite losses, is saved as" in error.evalue
-    assert "lower LEARNING_RATE (now 1000000000000.0)" in error.evalue
+    assert "diverged in epoch 2" in error.evalue and "no longer finite" in error.evalue
+    assert "generator of epoch 1" in error.evalue and "generator.keras" in error.evalue
+    assert "LEARNING_RATE (now 1000000000000.0)" in error.evalue
     assert saved_epoch(output_dir) == 1
     assert [row["epoch"] for row in read_history(output_dir)] == [1]
     assert not (output_dir / "grids" / "epoch_002.png").exists()
@@ -203,8 +205,8 @@ def test_divergence_in_the_first_epoch_keeps_nothing(tmp_path, cached_evaluator)
     output_dir = fresh_output_dir(tmp_path, cached_evaluator)
     error = run_until_error(output_dir, **{**SMALL_RUN, "MNIST_GAN_TRAIN_SIZE": "1024", "MNIST_GAN_LEARNING_RATE": "1e12"})
     assert error.ename == "FloatingPointError"
-    assert "Training diverged in epoch 1" in error.evalue
-    assert "No epoch ended with finite losses" in error.evalue
+    assert "diverged in epoch 1" in error.evalue
+    assert "no generator to keep" in error.evalue and "LEARNING_RATE" in error.evalue
     assert not (output_dir / "generator.keras").exists()
     assert not (output_dir / "training_state.npz").exists()
 
@@ -216,8 +218,8 @@ def test_time_limit_stops_mid_epoch_and_a_rerun_trains_on(tmp_path, cached_evalu
     assert limited.returncode == 0, limited.stderr[-3000:]
 
     text = stream_text(tmp_path / "limited.ipynb")
-    assert "TIME_LIMIT_MINUTES=0.0001 reached: training stopped in epoch 1 of 3." in text
-    assert "epochs  1 of 3 (TIME_LIMIT_MINUTES)" in text  # the summary table
+    assert "TIME_LIMIT_MINUTES=0.0001 reached" in text and "stopped in epoch 1 of 3" in text
+    assert "Trained 1 of 3 epochs in" in text  # the closing line
     steps_per_execution = 8
     with np.load(output_dir / "training_state.npz") as state:
         assert int(state["epoch"]) == 1  # the cut epoch counts as trained
