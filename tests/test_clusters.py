@@ -109,4 +109,6 @@ def test_latent_walk_keeps_the_first_entry_and_so_its_cluster(notebook_functions
         clusters = np.asarray(notebook_functions["clusters_picked"](generator, walk))
         assert len(set(clusters.tolist())) == 1
         steps = np.linalg.norm(np.diff(walk[:, 1:], axis=0), axis=1)
-        np.testing.assert_allclose(steps, steps.mean(), rtol=1e-4)  # equal steps along the great circle: a smooth walk
+        assert steps.max() < 2 * steps.mean(), "a smooth walk has no jumps"
+        # Along the great circle the noise keeps its length; a straight line would dip towards the origin.
+        assert np.linalg.norm(walk[:, 1:], axis=1).min() > 0.8 * min(np.linalg.norm(start[1:]), np.linalg.norm(end[1:]))
