@@ -1,6 +1,7 @@
 """Shared fixtures: where the data is, how to run the notebook headless, and one reduced run per session."""
 
 import ast
+import csv
 import json
 import os
 import re
@@ -61,10 +62,10 @@ def notebook_env(output_dir, **overrides):
     return env
 
 
-def nbconvert_command(output_dir, name="run.ipynb"):
-    """The `jupyter nbconvert --execute` command that writes the executed notebook to output_dir/name."""
+def nbconvert_command(output_dir, name="run.ipynb", notebook=NOTEBOOK):
+    """The `jupyter nbconvert --execute` command that writes the executed `notebook` to output_dir/name."""
     return [
-        sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", str(NOTEBOOK),
+        sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", str(notebook),
         "--output-dir", str(output_dir), "--output", name,
     ]
 
@@ -95,6 +96,12 @@ def stream_text(notebook_path):
     )
 
 
+def read_history(output_dir):
+    """The rows of output_dir/history.csv as dicts of floats."""
+    with open(Path(output_dir) / "history.csv", newline="") as history_file:
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(history_file)]
+
+
 def saved_epoch(output_dir):
     """The epoch recorded in output_dir/training_state.npz, 0 when there is none."""
     path = Path(output_dir) / "training_state.npz"
@@ -102,6 +109,24 @@ def saved_epoch(output_dir):
         return 0
     with np.load(path) as archive:
         return int(archive["epoch"])
+
+
+def tensorboard_events(folder):
+    """Every value in the TensorBoard event files of `folder`, as {tag: [(step, value), ...]} in the order written;
+    scalars as floats, images as uint8 arrays (height, width, channels)."""
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
+
+    events = {}
+    for path in sorted(Path(folder).glob("events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = event_pb2.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                tensor = tf.make_ndarray(value.tensor)
+                if value.metadata.plugin_data.plugin_name == "images":  # [width, height, png bytes, ...]
+                    tensor = tf.io.decode_png(tensor[2]).numpy()
+                events.setdefault(value.tag, []).append((event.step, tensor if tensor.ndim else float(tensor)))
+    return events
 
 
 def code_cells(notebook_path=NOTEBOOK):
@@ -141,10 +166,14 @@ def fresh_output_dir(folder, evaluator):
     return output_dir
 
 
-def is_constant_assignment(node):
-    """True for `NAME = <expression without calls>` with UPPER_CASE names, such as `IMAGE_SIZE = 28`."""
+def is_constant_assignment(node, defined=()):
+    """True for `NAME = <expression>` with UPPER_CASE names, such as `IMAGE_SIZE = 28`, whose expression calls nothing
+    but `tuple` and the functions in `defined` (such as the knob rules' `integers(1, 1000)`)."""
     names_upper = all(isinstance(target, ast.Name) and target.id.isupper() for target in node.targets)
-    return names_upper and not any(isinstance(child, ast.Call) for child in ast.walk(node.value))
+    lambdas = [child for child in ast.walk(node.value) if isinstance(child, ast.Lambda)]  # run later, not when defined
+    inside_lambdas = {id(part) for lambda_node in lambdas for part in ast.walk(lambda_node.body)}
+    calls = [child for child in ast.walk(node.value) if isinstance(child, ast.Call) and id(child) not in inside_lambdas]
+    return names_upper and all(isinstance(call.func, ast.Name) and call.func.id in {"tuple", *defined} for call in calls)
 
 
 @pytest.fixture(scope="session")
@@ -154,14 +183,11 @@ def notebook_functions():
     setup_cell, *other_cells = code_cells()
     exec(compile(cell_source(setup_cell), "setup", "exec"), namespace)  # noqa: S102 -- our own notebook
     for index, cell in enumerate(other_cells):
-        tree = ast.parse(cell_source(cell))
-        definitions = [
-            node for node in tree.body
-            if isinstance(node, (ast.FunctionDef, ast.ClassDef))
-            or (isinstance(node, ast.Assign) and is_constant_assignment(node))
-        ]
-        module = ast.Module(body=definitions, type_ignores=[])
-        exec(compile(module, f"cell {index + 1}", "exec"), namespace)  # noqa: S102 -- our own notebook
+        for node in ast.parse(cell_source(cell)).body:  # in order: a definition may use a constant defined above it
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) or (
+                isinstance(node, ast.Assign) and is_constant_assignment(node, namespace)
+            ):
+                exec(compile(ast.Module(body=[node], type_ignores=[]), f"cell {index + 1}", "exec"), namespace)  # noqa: S102
     return namespace
 
 

@@ -4,9 +4,9 @@ It executes the notebook with `jupyter nbconvert --execute` in a fresh folder an
 wall time of the run and of each epoch, training images per second, the peak resident memory of the notebook's
 kernel, and the final scores from scores.json.
 
-    python tests/benchmark.py --output default.json
-    python tests/benchmark.py --reference --evaluator default/outputs/evaluator.keras --output reference.json
-    python tests/benchmark.py -p EPOCHS 2 -p TRAIN_SIZE 10000 --output short.json
+    python benchmarks/benchmark.py --output default.json
+    python benchmarks/benchmark.py --reference --evaluator default/outputs/evaluator.keras --output reference.json
+    python benchmarks/benchmark.py -p EPOCHS 2 -p TRAIN_SIZE 10000 --output short.json
 
 `--reference` runs the TensorFlow DCGAN tutorial's configuration instead of ours: its generator and
 discriminator, Adam 1e-4 (beta_1 0.9) for both, batch 256, 100-dimensional noise, and no moving average of
@@ -27,7 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from conftest import REPO_ROOT, nbconvert_command, notebook_env
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' way to run the notebook headless
+from conftest import NOTEBOOK, REPO_ROOT, nbconvert_command, notebook_env  # noqa: E402
 
 TF_TUTORIAL = {
     "ARCHITECTURE": "tf-tutorial",
@@ -48,15 +49,16 @@ def parse_arguments(argv=None):
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="set a notebook parameter (repeatable), e.g. -p EPOCHS 2")
     parser.add_argument("--evaluator", type=Path, help="a trained evaluator.keras to reuse")
+    parser.add_argument("--notebook", type=Path, default=NOTEBOOK, help="a variant of the notebook to run instead")
     parser.add_argument("--workdir", type=Path, help="folder for the run (default: a new temporary folder)")
     parser.add_argument("--output", type=Path, default=Path("benchmark.json"), help="where to write the JSON")
     return parser.parse_args(argv)
 
 
-def run_notebook(workdir, output_dir, parameters):
+def run_notebook(workdir, output_dir, parameters, notebook=NOTEBOOK):
     """Execute the notebook headless with MNIST_GAN_* variables; return (wall seconds, peak kernel RSS in MiB)."""
     env = notebook_env(output_dir, **{f"MNIST_GAN_{name}": value for name, value in parameters.items()})
-    command = [*nbconvert_command(workdir), "--ExecutePreprocessor.timeout=-1"]
+    command = [*nbconvert_command(workdir, notebook=notebook), "--ExecutePreprocessor.timeout=-1"]
     start = time.perf_counter()
     result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     wall_seconds = time.perf_counter() - start
@@ -77,12 +79,13 @@ def main(argv=None):
     if arguments.evaluator:
         shutil.copy(arguments.evaluator, output_dir / "evaluator.keras")
 
-    wall_seconds, peak_mib = run_notebook(workdir, output_dir, parameters)
+    wall_seconds, peak_mib = run_notebook(workdir, output_dir, parameters, arguments.notebook)
     with open(output_dir / "history.csv", newline="") as history_file:
         epoch_seconds = [float(row["epoch_seconds"]) for row in csv.DictReader(history_file)]
     scores = json.loads((output_dir / "scores.json").read_text())
     report = {
         "configuration": "tf-tutorial" if arguments.reference else "default",
+        "notebook": arguments.notebook.name,
         "parameters": {name: value for name, value in parameters.items() if name not in ("OUTPUT_DIR", "DATA_PATH")},
         "wall_seconds": round(wall_seconds, 1),
         "train_seconds": round(scores["train_seconds"], 1),
