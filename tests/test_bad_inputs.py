@@ -94,6 +94,7 @@ def test_npz_with_labels_outside_0_to_9(tmp_path):
         ("MNIST_GAN_CLUSTERS", "1", "0 (off) or"),
         ("MNIST_GAN_TIME_LIMIT_MINUTES", "nan", "minutes"),
         ("MNIST_GAN_OUTPUT_DIR", " ", "not empty"),
+        ("MNIST_GAN_DATASET", "cifar10", "one of 'mnist', 'fashion_mnist'; got 'cifar10'"),
     ],
 )
 def test_bad_parameter(tmp_path, variable, value, allowed):

@@ -65,7 +65,7 @@ def test_resolve_parameter_rejects_wrong_types_and_ranges(notebook_functions, mo
         notebook_functions["resolve_parameter"]("KNOB", bad_value, int, lambda v: v > 0, "a positive integer")
 
 
-def test_check_mnist_arrays_names_what_it_found(notebook_functions):
+def test_check_dataset_arrays_names_what_it_found(notebook_functions):
     arrays = {
         "x_train": np.zeros((4, 28, 28), "float32"),
         "y_train": np.zeros(4, "uint8"),
@@ -73,4 +73,4 @@ def test_check_mnist_arrays_names_what_it_found(notebook_functions):
         "y_test": np.zeros(2, "uint8"),
     }
     with pytest.raises(ValueError, match=r"x_train must be \(N, 28, 28\) uint8; found x_train \(4, 28, 28\) float32"):
-        notebook_functions["check_mnist_arrays"](arrays, "test data")
+        notebook_functions["check_dataset_arrays"](arrays, "test data")

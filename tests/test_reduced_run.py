@@ -6,7 +6,7 @@ import math
 
 import keras
 import numpy as np
-from conftest import REDUCED_RUN, code_cells, default_parameter
+from conftest import REDUCED_RUN, code_cells, default_parameter, read_history, stream_text
 from PIL import Image
 
 EPOCHS = int(REDUCED_RUN["MNIST_GAN_EPOCHS"])
@@ -139,12 +139,28 @@ def test_scores_are_sane(reduced_run):
 
 def test_history_records_periodic_scores_and_epoch_times(reduced_run):
     output_dir, _ = reduced_run
-    kept = sorted(path.name for path in (output_dir / "periodic").glob("*.npy"))
-    assert kept == [f"epoch_{epoch:03d}.npy" for epoch in range(1, EPOCHS + 1)]  # EVAL_EVERY defaults to 1
-    digits = np.load(output_dir / "periodic" / kept[0])
-    assert digits.shape == (2000, 28, 28) and digits.dtype == np.uint8
+    kept = sorted(path.name for path in (output_dir / "periodic").glob("*.keras"))
+    assert kept == [f"generator_epoch_{epoch:03d}.keras" for epoch in range(1, EPOCHS + 1)]  # EVAL_EVERY defaults to 1
+    generator = keras.models.load_model(output_dir / "periodic" / kept[0])
+    assert generator.predict(np.zeros((2, 16), "float32"), verbose=0).shape == (2, 28, 28, 1)
     with open(output_dir / "history.csv", newline="") as history_file:
         rows = list(csv.DictReader(history_file))
     for row in rows:  # EVAL_EVERY defaults to 1: every epoch is scored
         assert float(row["fd"]) > 0 and 1 <= float(row["classifier_score"]) <= 10
         assert float(row["epoch_seconds"]) > 0
+
+
+def test_the_generator_of_the_lowest_per_epoch_fd_is_kept_and_scored(reduced_run):
+    output_dir, notebook_path = reduced_run
+    history = read_history(output_dir)
+    best_epoch = int(min(history, key=lambda row: row["fd"])["epoch"])
+    best = keras.models.load_model(output_dir / "generator_best.keras")
+    kept = keras.models.load_model(output_dir / "periodic" / f"generator_epoch_{best_epoch:03d}.keras")
+    for weight, kept_weight in zip(best.get_weights(), kept.get_weights(), strict=True):
+        np.testing.assert_array_equal(weight, kept_weight)
+    scores = json.loads((output_dir / "scores.json").read_text())
+    assert scores["best_generator"]["epoch"] == best_epoch
+    assert math.isfinite(scores["best_generator"]["fd"]) and 1 <= scores["best_generator"]["classifier_score"] <= 10
+    text = stream_text(notebook_path)
+    assert f"The best per-epoch FD came after epoch {best_epoch}; that generator, generator_best.keras, scores FD" in text
+    assert f"generator_best.keras is epoch {best_epoch}'s, the lowest per-epoch FD." in text  # the closing line

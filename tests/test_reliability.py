@@ -1,6 +1,5 @@
 """Never lose a run: resume after a kill, atomic saves, a divergence guard and reproducible runs."""
 
-import csv
 import json
 import os
 import signal
@@ -15,10 +14,12 @@ from conftest import (
     fresh_output_dir,
     nbconvert_command,
     notebook_env,
+    read_history,
     run_nbconvert,
     run_until_error,
     saved_epoch,
     stream_text,
+    tensorboard_events,
 )
 from PIL import Image
 
@@ -32,12 +33,6 @@ SMALL_RUN = {
     "MNIST_GAN_EVAL_SAMPLES": "1000",
 }
 STEPS_PER_EPOCH = 32  # 2,240 // 64 = 35 whole batches, cut to whole calls of STEPS_PER_EXECUTION = 8 steps
-
-
-def read_history(output_dir):
-    """The rows of output_dir/history.csv as dicts of floats."""
-    with open(output_dir / "history.csv", newline="") as history_file:
-        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(history_file)]
 
 
 def start_and_kill(run_dir, env, should_kill, timeout=600):
@@ -65,16 +60,17 @@ def grid_names(output_dir):
 
 @pytest.fixture(scope="module")
 def killed_resumed_and_fresh(tmp_path_factory, cached_evaluator):
-    """Kill a run in the middle of epoch 2 or 3, resume it to the end, then start over with FRESH=True."""
+    """Kill a run in the middle of epoch 2 or 3 and resume it to the end; run the finished run again with another
+    LEARNING_RATE; then start over with FRESH=True and train the same three epochs without interruption."""
     run_dir = tmp_path_factory.mktemp("resume")
     output_dir = fresh_output_dir(run_dir, cached_evaluator)
     env = notebook_env(output_dir, **SMALL_RUN)
 
     def in_the_middle_of_an_epoch():
-        # Kill a moment after an epoch's state is saved, while the next epoch is training.
+        # Kill 1.5 seconds after an epoch's state is saved, in the middle of the next epoch (32 steps of about 0.1 s).
         if saved_epoch(output_dir) < 1:
             return False
-        time.sleep(0.5)
+        time.sleep(1.5)
         return True
 
     start_and_kill(run_dir, env, in_the_middle_of_an_epoch)
@@ -83,7 +79,11 @@ def killed_resumed_and_fresh(tmp_path_factory, cached_evaluator):
 
     resumed = run_nbconvert(run_dir, env, name="resumed.ipynb")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    fresh = run_nbconvert(run_dir, {**env, "MNIST_GAN_FRESH": "1", "MNIST_GAN_EPOCHS": "1"}, name="fresh.ipynb")
+    finished_state = (output_dir / "training_state.npz").read_bytes()
+    finished = run_nbconvert(run_dir, {**env, "MNIST_GAN_LEARNING_RATE": "1e-3"}, name="finished.ipynb")
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert (output_dir / "training_state.npz").read_bytes() == finished_state  # nothing was trained
+    fresh = run_nbconvert(run_dir, {**env, "MNIST_GAN_FRESH": "1"}, name="fresh.ipynb")
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     (resumed_dir,) = run_dir.glob("outputs-old-*")  # FRESH moved the resumed run's outputs aside
     return {
@@ -120,6 +120,43 @@ def test_resumed_run_ends_as_if_never_interrupted(killed_resumed_and_fresh):
     assert not list(output_dir.rglob("*.partial.*"))
 
 
+def assert_same_training(output_dir, reference_dir):
+    """The state (networks, moving average, optimisers, noise generator) and losses of two runs are bit for bit equal."""
+    with np.load(output_dir / "training_state.npz") as state, np.load(reference_dir / "training_state.npz") as reference:
+        assert state.files == reference.files
+        for key in state.files:
+            if key not in ("train_seconds", "history"):  # the time differs; the history is compared below
+                np.testing.assert_array_equal(state[key], reference[key], err_msg=key)
+    losses = ("d_loss", "g_loss", "D(x)", "D(G(z))")
+    assert [[row[name] for name in losses] for row in read_history(output_dir)] == [
+        [row[name] for name in losses] for row in read_history(reference_dir)]
+
+
+def test_resumed_run_equals_an_uninterrupted_one(killed_resumed_and_fresh):
+    assert_same_training(killed_resumed_and_fresh["resumed_dir"], killed_resumed_and_fresh["fresh_dir"])
+    for name in ("epoch_002.png", "epoch_003.png"):
+        resumed_grid = np.asarray(Image.open(killed_resumed_and_fresh["resumed_dir"] / "grids" / name))
+        np.testing.assert_array_equal(resumed_grid, np.asarray(Image.open(killed_resumed_and_fresh["fresh_dir"] / "grids" / name)))
+
+
+def test_a_finished_run_says_that_a_changed_learning_rate_changes_nothing(killed_resumed_and_fresh):
+    text = stream_text(killed_resumed_and_fresh["run_dir"] / "finished.ipynb")
+    assert "holds a finished run of 3 epochs: nothing is left to train" in text
+    assert "LEARNING_RATE=0.001 has no effect: that run trained with 0.0006." in text
+    assert "raise EPOCHS" in text and "FRESH=True" in text and "Resuming" not in text
+
+
+def test_resumed_run_continues_the_tensorboard_curves_without_duplicates(killed_resumed_and_fresh):
+    output_dir = killed_resumed_and_fresh["resumed_dir"]
+    assert len(list((output_dir / "logs" / "train").glob("events.out.tfevents.*"))) >= 2  # one file per session
+    training = tensorboard_events(output_dir / "logs" / "train")
+    for tag in ("epoch_d_loss", "epoch_g_loss", "epoch_D(x)", "epoch_D(G(z))", "fixed_noise_grid"):
+        assert [step for step, _ in training[tag]] == [1, 2, 3], tag
+    np.testing.assert_allclose([value for _, value in training["epoch_g_loss"]], [row["g_loss"] for row in read_history(output_dir)], rtol=1e-6)
+    scores = tensorboard_events(output_dir / "logs" / "scores")  # rewritten whole after each session's training
+    assert [step for step, _ in scores["epoch_fd"]] == [1, 2, 3]
+
+
 def test_resumed_run_continues_the_optimiser_state(killed_resumed_and_fresh):
     output_dir, killed = killed_resumed_and_fresh["resumed_dir"], killed_resumed_and_fresh["killed"]
     with np.load(output_dir / "training_state.npz") as state:
@@ -140,8 +177,8 @@ def test_fresh_moves_the_old_outputs_aside_and_starts_over(killed_resumed_and_fr
     text = stream_text(killed_resumed_and_fresh["run_dir"] / "fresh.ipynb")
     assert "Resuming" not in text
     assert "FRESH=True: moved the earlier outputs aside to outputs-old-" in text
-    assert [row["epoch"] for row in read_history(fresh_dir)] == [1]
-    assert grid_names(fresh_dir) == ["epoch_001.png"]
+    assert [row["epoch"] for row in read_history(fresh_dir)] == [1, 2, 3]
+    assert grid_names(fresh_dir) == ["epoch_001.png", "epoch_002.png", "epoch_003.png"]
     assert "Loaded the cached evaluator" in text  # the evaluator was kept, not retrained
 
 
@@ -154,11 +191,10 @@ def test_same_seed_gives_the_same_first_epoch(killed_resumed_and_fresh):
     np.testing.assert_array_equal(fresh_grid, killed_resumed_and_fresh["first_grid"])
 
 
-def test_a_kill_during_a_save_leaves_the_previous_good_files(tmp_path, cached_evaluator):
+def test_a_kill_during_a_save_leaves_the_previous_good_files(tmp_path, cached_evaluator, killed_resumed_and_fresh):
     output_dir = fresh_output_dir(tmp_path, cached_evaluator)
     # The tests' hook: every save pauses between writing its temporary file and moving it into place.
-    env = notebook_env(output_dir, **{**SMALL_RUN, "MNIST_GAN_EPOCHS": "2", "MNIST_GAN_TRAIN_SIZE": "1024",
-                                      "MNIST_GAN_TEST_SAVE_DELAY": "1.5"})
+    env = notebook_env(output_dir, **SMALL_RUN, MNIST_GAN_TEST_SAVE_DELAY="1.5")
     partial_state = output_dir / "training_state.partial.npz"
     start_and_kill(tmp_path, env, lambda: saved_epoch(output_dir) == 1 and partial_state.exists())
 
@@ -174,8 +210,9 @@ def test_a_kill_during_a_save_leaves_the_previous_good_files(tmp_path, cached_ev
 
     resumed = run_nbconvert(tmp_path, {**env, "MNIST_GAN_TEST_SAVE_DELAY": "0"}, name="resumed.ipynb")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert [row["epoch"] for row in read_history(output_dir)] == [1, 2]
+    assert [row["epoch"] for row in read_history(output_dir)] == [1, 2, 3]
     assert not list(output_dir.rglob("*.partial.*"))
+    assert_same_training(output_dir, killed_resumed_and_fresh["fresh_dir"])  # as if the kill had never happened
 
 
 def test_divergence_stops_at_once_and_keeps_the_last_good_generator(tmp_path, cached_evaluator):

@@ -88,8 +88,9 @@ def test_training_state_round_trip(notebook_functions, tmp_path):
     noise = np.ones((64, 8), "float32")
     notebook_functions["save_training_state"](path, saved, 1, rows, noise, SETTINGS, 12.5)
 
-    epoch, history, fixed_noise, seconds = notebook_functions["restore_training_state"](path, restored, SETTINGS, 5e-4)
+    epoch, history, fixed_noise, seconds, saved_rate = notebook_functions["restore_training_state"](path, restored, SETTINGS, 5e-4)
     assert (epoch, seconds) == (1, 12.5)
+    assert saved_rate == pytest.approx(1e-3)  # what the saved run trained with
     assert history[0]["d_loss"] == 1.3 and math.isnan(history[0]["fd"])
     np.testing.assert_array_equal(fixed_noise, noise)
     for part in ("generator", "discriminator", "ema_generator"):
@@ -108,6 +109,56 @@ def test_training_state_with_other_settings_is_refused(notebook_functions, tmp_p
     notebook_functions["save_training_state"](path, gan, 1, [], np.zeros((64, 8), "float32"), SETTINGS, 1.0)
     with pytest.raises(ValueError, match=r"other settings \(FILTERS 4 → 8\).*set FRESH=True"):
         notebook_functions["restore_training_state"](path, gan, {**SETTINGS, "FILTERS": 8}, 1e-3)
+
+
+def test_training_state_saved_before_dataset_was_a_knob_resumes_as_mnist(notebook_functions, tmp_path):
+    path, gan = tmp_path / "training_state.npz", small_gan(notebook_functions, 1)
+    notebook_functions["save_training_state"](path, gan, 1, [], np.zeros((64, 8), "float32"), SETTINGS, 1.0)
+    assert "DATASET" not in SETTINGS
+    assert notebook_functions["restore_training_state"](path, gan, {**SETTINGS, "DATASET": "mnist"}, 1e-3)[0] == 1
+    with pytest.raises(ValueError, match=r"other settings \(DATASET 'mnist' → 'fashion_mnist'\)"):
+        notebook_functions["restore_training_state"](path, gan, {**SETTINGS, "DATASET": "fashion_mnist"}, 1e-3)
+
+
+def gan_with_generator(functions, make_layer):
+    """A tiny GAN whose generator is the notebook's with each layer rebuilt by make_layer(layer)."""
+    gan = small_gan(functions, 2)
+    generator = keras.models.clone_model(gan.generator, clone_function=make_layer)
+    return functions["GAN"](generator, gan.discriminator, latent_dim=8, seed=2)
+
+
+def test_a_state_is_never_loaded_into_a_changed_network(notebook_functions, tmp_path):
+    path = tmp_path / "training_state.npz"
+    notebook_functions["save_training_state"](path, small_gan(notebook_functions, 1), 1, [], np.zeros((64, 8), "float32"), SETTINGS, 1.0)
+
+    def leaky(layer):  # ReLU → LeakyReLU: the same weight shapes, another network
+        return keras.layers.LeakyReLU() if isinstance(layer, keras.layers.ReLU) else layer.__class__.from_config(layer.get_config())
+
+    def wider(layer):  # a wider transposed convolution: other weight shapes
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.Conv2DTranspose) and config["filters"] > 1:
+            config["filters"] *= 2
+        return layer.__class__.from_config(config)
+
+    for make_layer, was, now in ((leaky, r"re_lu \(ReLU, output \(None, 392\)", r"leaky_re_lu \(LeakyReLU, output \(None, 392\)"),
+                                 (wider, r"conv2d_transpose \(Conv2DTranspose, output \(None, 14, 14, 4\)",
+                                  r"conv2d_transpose \(Conv2DTranspose, output \(None, 14, 14, 8\)")):
+        changed = gan_with_generator(notebook_functions, make_layer)
+        changed.compile(d_optimizer=keras.optimizers.Adam(1e-3), g_optimizer=keras.optimizers.Adam(1e-3))
+        before = [weight.copy() for weight in changed.generator.get_weights()]
+        with pytest.raises(ValueError, match=rf"generator has changed since: its layer \d+ was {was}.*is now {now}.*FRESH=True"):
+            notebook_functions["restore_training_state"](path, changed, SETTINGS, 1e-3)
+        for weight, kept in zip(changed.generator.get_weights(), before, strict=True):
+            np.testing.assert_array_equal(weight, kept)  # refused before anything was loaded
+
+
+def test_layer_records_ignore_keras_name_counters(notebook_functions):
+    keras.utils.set_random_seed(0)
+    first, second = (notebook_functions["make_generator"](8, 4) for _ in range(2))  # "dense" and "dense_1"
+    assert first.layers[0].name != second.layers[0].name
+    records = notebook_functions["layer_records"](first)
+    assert records == notebook_functions["layer_records"](second)
+    assert records[0] == "dense (Dense, output (None, 392), weights [(8, 392)])"
 
 
 def test_unreadable_training_state_says_how_to_start_over(notebook_functions, tmp_path):

@@ -1,0 +1,89 @@
+"""Every knob, every kind of bad value, in the notebook's form and the environment's: a ValueError naming the knob."""
+
+import math
+
+import nbformat
+import pytest
+from conftest import NOTEBOOK, REPO_ROOT, code_cells, default_parameter, notebook_env
+from nbclient import NotebookClient
+
+# Values outside each knob's range, by knob; a new knob must be added here.
+OUT_OF_RANGE = {
+    "EPOCHS": [0, -1, 1001], "TIME_LIMIT_MINUTES": [-0.5, 10000.5], "BATCH_SIZE": [0, 4097], "LATENT_DIM": [0, 1025],
+    "FILTERS": [0, 513], "DROPOUT": [-0.1, 1.0], "LEARNING_RATE": [0.0, -1e-3], "BETA_1": [-0.1, 1.0],
+    "SEED": [-1, 2**31], "TRAIN_SIZE": [-1, 10**9 + 1], "DATASET": ["cifar10", "MNIST"], "DATA_PATH": [],
+    "OUTPUT_DIR": [" "], "CHECKPOINT_EVERY": [-1, 1001], "STEPS_PER_EXECUTION": [0, 1001],
+    "ARCHITECTURE": ["dcgan"], "EVAL_EVERY": [-1, 1001], "EVAL_SAMPLES": [999, 10001], "EVALUATOR_EPOCHS": [0, 21],
+    "FRESH": [], "EMA": [-0.1, 1.0], "CONDITIONAL": [], "CLUSTERS": [1, -1, 1001],
+    "LOSS": ["wasserstein", "Hinge"], "CRITIC_STEPS": [0, 11], "EXPORT_COUNT": [-1, 10001],
+    "EXPORT_FORMAT": ["jpg"], "EXPORT_SEED": [-1, 2**31],
+}
+# Values of another type than each kind of knob takes, as the notebook's cell could hold them.
+WRONG_TYPES = {
+    int: [2.5, "10", True, None, [1]],
+    float: ["0.5", True, None, [0.5]],
+    bool: ["True", 1, 0, None],
+    str: [5, None, True, ["mnist"]],
+}
+# The same in the environment, where every value is text.
+WRONG_TEXTS = {int: ["2.5", "ten", "1_0x"], float: ["half", "0.5.1"], bool: ["maybe", "2", "Truee"], str: []}
+PATHS = ("DATA_PATH", "OUTPUT_DIR")  # "nan" and "inf" are fine names for files and folders
+
+
+def bad_values(knob, kind):
+    """The bad values of `knob` in the notebook's form and in the environment's (text)."""
+    in_notebook = [*OUT_OF_RANGE[knob], *WRONG_TYPES[kind], math.nan, math.inf, -math.inf]
+    in_environment = [str(value) for value in OUT_OF_RANGE[knob]] + WRONG_TEXTS[kind]
+    if knob != "DATA_PATH":  # "" means Keras' download there
+        in_notebook.append("")
+        in_environment.append("")
+    if knob not in PATHS:
+        in_environment += ["nan", "inf", "-inf", " "]
+    return in_notebook, in_environment
+
+
+def test_every_knob_has_bad_values_listed(notebook_functions):
+    assert set(OUT_OF_RANGE) == set(notebook_functions["KNOB_RULES"])
+
+
+@pytest.mark.parametrize("knob", list(OUT_OF_RANGE))
+def test_every_bad_value_of_a_knob_stops_with_a_value_error_that_names_it(notebook_functions, monkeypatch, knob):
+    resolve, rule = notebook_functions["resolve_parameter"], notebook_functions["KNOB_RULES"][knob]
+    monkeypatch.delenv(f"MNIST_GAN_{knob}", raising=False)
+    default = default_parameter(knob)
+    assert resolve(knob, default, *rule) == default  # the rule accepts the default: the refusals below mean something
+    in_notebook, in_environment = bad_values(knob, rule[0])
+    for value in in_notebook:
+        with pytest.raises(ValueError, match=rf"^{knob} must be .*; got "):
+            resolve(knob, value, *rule)
+    for text in in_environment:
+        monkeypatch.setenv(f"MNIST_GAN_{knob}", text)
+        with pytest.raises(ValueError, match=rf"^{knob} \(from MNIST_GAN_{knob}\) must be .*; got .+\.$"):
+            resolve(knob, default, *rule)
+
+
+def test_the_knobs_are_checked_before_the_data_is_read():
+    sources = [cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"]) for cell in code_cells()]
+    checks = next(index for index, source in enumerate(sources) if "resolve_parameter(knob," in source)
+    data = next(index for index, source in enumerate(sources) if "load_dataset(DATASET, DATA_PATH)" in source)
+    assert checks < data
+    assert "check_combinations(" in sources[data].split("prepare_output_dir(")[0]  # the cross-checks: before any file
+
+
+def run_up_to_the_checks(output_dir, **overrides):
+    """Execute the notebook up to its data cell (where the knobs that involve the data are checked); return its
+    executed cells."""
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    last = next(index for index, cell in enumerate(notebook.cells) if "check_combinations(len(" in cell.source)
+    notebook.cells = notebook.cells[: last + 1]
+    client = NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO_ROOT)}})
+    client.execute(env=notebook_env(output_dir, **overrides))
+    return notebook.cells
+
+
+def test_a_conditional_gan_may_take_one_noise_entry(tmp_path):
+    # LATENT_DIM=1 is refused with clusters (the first entry picks the cluster), not when the labels replace them.
+    cells = run_up_to_the_checks(tmp_path / "outputs", MNIST_GAN_CONDITIONAL="True", MNIST_GAN_LATENT_DIM="1",
+                                 MNIST_GAN_TRAIN_SIZE="256")
+    printed = "".join(output.get("text", "") for cell in cells if cell.cell_type == "code" for output in cell.outputs)
+    assert "Training a conditional GAN with the nonsaturating loss" in printed and "x_train (" in printed
