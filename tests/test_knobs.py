@@ -87,3 +87,35 @@ def test_a_conditional_gan_may_take_one_noise_entry(tmp_path):
                                  MNIST_GAN_TRAIN_SIZE="256")
     printed = "".join(output.get("text", "") for cell in cells if cell.cell_type == "code" for output in cell.outputs)
     assert "Training a conditional GAN with the nonsaturating loss" in printed and "x_train (" in printed
+
+
+# The checks that involve several knobs, the dataset or the devices, called directly with the knobs (and the values
+# the parameters cell derives from them: cluster_count, critic_steps) set in the notebook's namespace.
+SENSIBLE = {"TRAIN_SIZE": 0, "BATCH_SIZE": 64, "LATENT_DIM": 64, "CLUSTERS": 200, "cluster_count": 200, "critic_steps": 1}
+CROSS_CHECKS = [  # (knobs changed, images in the dataset, devices, how the message starts)
+    ({"TRAIN_SIZE": 70000}, 60000, 1, "TRAIN_SIZE must be at most 60000, the training images in the dataset; got 70000."),
+    ({"LATENT_DIM": 1, "CLUSTERS": 20, "cluster_count": 20}, 60000, 1, "LATENT_DIM must be at least 2 with CLUSTERS=20"),
+    ({"TRAIN_SIZE": 256, "CLUSTERS": 300, "cluster_count": 300}, 60000, 1, "CLUSTERS must be at most the 256 training images; got 300."),
+    ({"TRAIN_SIZE": 256, "critic_steps": 5}, 60000, 1, "BATCH_SIZE × CRITIC_STEPS must be at most the 256 training images; got 64 × 5."),
+    ({"TRAIN_SIZE": 256, "BATCH_SIZE": 512}, 60000, 1, "BATCH_SIZE must be at most the 256 training images; got 512."),
+    ({"BATCH_SIZE": 500}, 300, 1, "BATCH_SIZE must be at most the 300 training images; got 500."),
+    ({"BATCH_SIZE": 63}, 60000, 2, "BATCH_SIZE must be a multiple of the 2 devices that share each batch; got 63."),
+]
+
+
+@pytest.mark.parametrize(("knobs", "images", "devices", "message"), CROSS_CHECKS)
+def test_each_cross_check_stops_with_a_message_that_starts_with_its_knob(notebook_functions, monkeypatch, knobs, images,
+                                                                           devices, message):
+    for name, value in {**SENSIBLE, **knobs}.items():
+        monkeypatch.setitem(notebook_functions, name, value)
+    with pytest.raises(ValueError) as raised:
+        notebook_functions["check_combinations"](images, devices)
+    assert str(raised.value).startswith(message)
+
+
+@pytest.mark.parametrize("knobs", [{}, {"LATENT_DIM": 1, "cluster_count": 0}, {"TRAIN_SIZE": 256, "BATCH_SIZE": 256}])
+def test_sensible_combinations_pass_the_cross_checks(notebook_functions, monkeypatch, knobs):
+    # The second: a conditional GAN (no clusters) with one noise entry; the third: one batch of the whole set.
+    for name, value in {**SENSIBLE, **knobs}.items():
+        monkeypatch.setitem(notebook_functions, name, value)
+    notebook_functions["check_combinations"](60000, 1)
