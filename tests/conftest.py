@@ -5,7 +5,6 @@ import csv
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -151,18 +150,10 @@ def reduced_run(tmp_path_factory):
     return output_dir, run_dir / "run.ipynb"
 
 
-@pytest.fixture(scope="session")
-def cached_evaluator(reduced_run):
-    """The evaluator the reduced run trained: copy it into a new OUTPUT_DIR to skip training one."""
-    output_dir, _ = reduced_run
-    return output_dir / "evaluator.keras"
-
-
-def fresh_output_dir(folder, evaluator):
-    """Create folder/outputs holding only a copy of the cached evaluator; return its path."""
+def fresh_output_dir(folder):
+    """Create an empty folder/outputs; return its path. (MNIST runs are scored by the frozen evaluator: none to train.)"""
     output_dir = Path(folder) / "outputs"
     output_dir.mkdir(parents=True)
-    shutil.copy(evaluator, output_dir / "evaluator.keras")
     return output_dir
 
 
@@ -176,8 +167,7 @@ def is_constant_assignment(node, defined=()):
     return names_upper and all(isinstance(call.func, ast.Name) and call.func.id in {"tuple", *defined} for call in calls)
 
 
-@pytest.fixture(scope="session")
-def notebook_functions():
+def load_notebook_functions():
     """The notebook's imports and function and class definitions, executed without running the story."""
     namespace = {}
     setup_cell, *other_cells = code_cells()
@@ -189,6 +179,12 @@ def notebook_functions():
             ):
                 exec(compile(ast.Module(body=[node], type_ignores=[]), f"cell {index + 1}", "exec"), namespace)  # noqa: S102
     return namespace
+
+
+@pytest.fixture(scope="session")
+def notebook_functions():
+    """load_notebook_functions(), once per test session."""
+    return load_notebook_functions()
 
 
 def tiny_generator(functions, latent_dim=8, conditional=False, cluster_shares=None):

@@ -140,10 +140,10 @@ OPTION_RUNS = {
 
 
 @pytest.fixture(scope="module", params=sorted(OPTION_RUNS))
-def option_run(request, tmp_path_factory, cached_evaluator):
+def option_run(request, tmp_path_factory):
     """(option, output_dir, executed notebook) of a reduced run with one option switched on."""
     folder = tmp_path_factory.mktemp(request.param)
-    output_dir = fresh_output_dir(folder, cached_evaluator)
+    output_dir = fresh_output_dir(folder)
     env = notebook_env(output_dir, **{**REDUCED_RUN, "MNIST_GAN_EPOCHS": "1", **OPTION_RUNS[request.param]})
     result = run_nbconvert(folder, env)
     assert result.returncode == 0, result.stderr[-5000:]

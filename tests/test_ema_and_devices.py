@@ -86,9 +86,9 @@ def test_optimizer_is_plain_adam_in_float32(notebook_functions):
     assert float(optimizer.beta_1) == 0.5
 
 
-def test_two_cpu_devices_train_one_replica_each(tmp_path, cached_evaluator):
+def test_two_cpu_devices_train_one_replica_each(tmp_path):
     """MirroredStrategy over the CPU split in two: the path several GPUs take, run headless end to end."""
-    output_dir = fresh_output_dir(tmp_path, cached_evaluator)
+    output_dir = fresh_output_dir(tmp_path)
     env = notebook_env(output_dir, **REDUCED_RUN, MNIST_GAN_TEST_CPU_REPLICAS="2")
     result = run_nbconvert(tmp_path, env)
     assert result.returncode == 0, result.stderr[-5000:]

@@ -1,8 +1,16 @@
-"""Unit tests for the evaluation: Fréchet distance, classifier score, precision/recall, memorisation, cache."""
+"""The evaluation: Fréchet distance, classifier score, precision/recall, memorisation, the frozen evaluator, cache."""
+
+import hashlib
+import json
+import shutil
+import subprocess
 
 import keras
 import numpy as np
 import pytest
+from conftest import NOTEBOOK, REPO_ROOT, mnist_path, nbconvert_command, notebook_env, stream_text
+
+FROZEN_EVALUATOR = REPO_ROOT / "evaluator" / "mnist_evaluator.keras"
 
 
 def test_frechet_distance_of_a_set_with_itself_is_zero(notebook_functions):
@@ -115,3 +123,41 @@ def test_evaluator_cache_with_another_architecture_is_retrained(notebook_functio
     assert "does not have the expected architecture" in capsys.readouterr().out
     expected = notebook_functions["make_evaluator"]().get_layer("features").output.shape
     assert evaluator.get_layer("features").output.shape == expected
+
+
+def test_the_shipped_evaluator_is_small_and_the_one_the_notebook_expects(notebook_functions):
+    assert FROZEN_EVALUATOR.stat().st_size < 1.5 * 2**20  # weights only, without the optimiser's state
+    assert notebook_functions["sha256_of"](FROZEN_EVALUATOR) == notebook_functions["FROZEN_EVALUATOR_SHA256"]
+
+
+@pytest.mark.skipif(not mnist_path(), reason="needs the MNIST .npz")
+def test_the_frozen_evaluator_reads_the_mnist_test_digits(notebook_functions):
+    evaluator = notebook_functions["load_frozen_evaluator"](FROZEN_EVALUATOR, notebook_functions["FROZEN_EVALUATOR_SHA256"])
+    with np.load(mnist_path()) as data:
+        digits, labels = notebook_functions["scale_digits"](data["x_test"]), data["y_test"]
+    logits = evaluator.predict(digits, batch_size=1000, verbose=0)
+    assert notebook_functions["label_accuracy"](logits, labels) > 0.99
+
+
+def test_a_changed_frozen_evaluator_is_refused(notebook_functions, tmp_path):
+    changed = bytearray(FROZEN_EVALUATOR.read_bytes())
+    changed[len(changed) // 2] ^= 1  # one bit of one weight
+    (tmp_path / "mnist_evaluator.keras").write_bytes(changed)
+    with pytest.raises(ValueError, match=r"SHA-256 .*\(git checkout evaluator/\)"):
+        notebook_functions["load_frozen_evaluator"](tmp_path / "mnist_evaluator.keras", notebook_functions["FROZEN_EVALUATOR_SHA256"])
+
+
+def test_a_notebook_downloaded_alone_trains_its_own_evaluator(tmp_path):
+    shutil.copy(NOTEBOOK, tmp_path / "mnist_gan.ipynb")  # no evaluator/ folder beside it
+    output_dir = tmp_path / "outputs"
+    env = notebook_env(output_dir, MNIST_GAN_EPOCHS="1", MNIST_GAN_TRAIN_SIZE="256", MNIST_GAN_EVALUATOR_EPOCHS="1",
+                       MNIST_GAN_EVAL_SAMPLES="1000", MNIST_GAN_EXPORT_COUNT="0")
+    command = nbconvert_command(tmp_path, notebook=tmp_path / "mnist_gan.ipynb")
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = stream_text(tmp_path / "run.ipynb")
+    assert "No evaluator/mnist_evaluator.keras beside the notebook" in text and "Trained an evaluator for 1 epochs" in text
+    scores = json.loads((output_dir / "scores.json").read_text())
+    trained = output_dir / "evaluator.keras"
+    assert scores["evaluator_sha256"] == hashlib.sha256(trained.read_bytes()).hexdigest()
+    assert scores["evaluator_accuracy"] > 0.95

@@ -1,5 +1,6 @@
 """Every knob, every kind of bad value, in the notebook's form and the environment's: a ValueError naming the knob."""
 
+import json
 import math
 
 import nbformat
@@ -119,3 +120,21 @@ def test_sensible_combinations_pass_the_cross_checks(notebook_functions, monkeyp
     for name, value in {**SENSIBLE, **knobs}.items():
         monkeypatch.setitem(notebook_functions, name, value)
     notebook_functions["check_combinations"](60000, 1)
+
+
+def test_seed_0_works_and_each_epoch_is_a_new_permutation(tmp_path):
+    # Dataset.shuffle with a tensor seed fails under TensorFlow's global seed 0; the stateless permutation does not.
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    last = next(index for index, cell in enumerate(notebook.cells) if "def training_batches(first_epoch)" in cell.source)
+    probe = ('orders = [np.concatenate(list(epoch_batches(tf.constant(epoch, "int64")).as_numpy_iterator())) for epoch in (0, 1)]\n'
+             'images, _ = next(iter(training_batches(0)))\n'
+             'print(json.dumps({"sizes": [len(order) for order in orders], "distinct": [len(set(order)) for order in orders],\n'
+             '                  "same": bool((orders[0] == orders[1]).all()), "shape": list(images.shape),\n'
+             '                  "range": [float(images.numpy().min()), float(images.numpy().max())]}))')
+    notebook.cells = [*notebook.cells[: last + 1], nbformat.v4.new_code_cell(probe)]
+    client = NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO_ROOT)}})
+    client.execute(env=notebook_env(tmp_path / "outputs", MNIST_GAN_SEED="0", MNIST_GAN_TRAIN_SIZE="256"))
+    seen = json.loads("".join(output.get("text", "") for output in notebook.cells[-1].outputs))
+    assert seen["sizes"] == [256, 256] and seen["distinct"] == [256, 256]  # 4 batches of 64: every image once
+    assert not seen["same"]  # another order in the next epoch
+    assert seen["shape"] == [64, 28, 28, 1] and -1 <= seen["range"][0] < seen["range"][1] <= 1

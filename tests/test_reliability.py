@@ -59,11 +59,11 @@ def grid_names(output_dir):
 
 
 @pytest.fixture(scope="module")
-def killed_resumed_and_fresh(tmp_path_factory, cached_evaluator):
+def killed_resumed_and_fresh(tmp_path_factory):
     """Kill a run in the middle of epoch 2 or 3 and resume it to the end; run the finished run again with another
     LEARNING_RATE; then start over with FRESH=True and train the same three epochs without interruption."""
     run_dir = tmp_path_factory.mktemp("resume")
-    output_dir = fresh_output_dir(run_dir, cached_evaluator)
+    output_dir = fresh_output_dir(run_dir)
     env = notebook_env(output_dir, **SMALL_RUN)
 
     def in_the_middle_of_an_epoch():
@@ -179,7 +179,7 @@ def test_fresh_moves_the_old_outputs_aside_and_starts_over(killed_resumed_and_fr
     assert "FRESH=True: moved the earlier outputs aside to outputs-old-" in text
     assert [row["epoch"] for row in read_history(fresh_dir)] == [1, 2, 3]
     assert grid_names(fresh_dir) == ["epoch_001.png", "epoch_002.png", "epoch_003.png"]
-    assert "Loaded the cached evaluator" in text  # the evaluator was kept, not retrained
+    assert "Scored by the frozen evaluator" in text  # none trained
 
 
 def test_same_seed_gives_the_same_first_epoch(killed_resumed_and_fresh):
@@ -191,8 +191,8 @@ def test_same_seed_gives_the_same_first_epoch(killed_resumed_and_fresh):
     np.testing.assert_array_equal(fresh_grid, killed_resumed_and_fresh["first_grid"])
 
 
-def test_a_kill_during_a_save_leaves_the_previous_good_files(tmp_path, cached_evaluator, killed_resumed_and_fresh):
-    output_dir = fresh_output_dir(tmp_path, cached_evaluator)
+def test_a_kill_during_a_save_leaves_the_previous_good_files(tmp_path, killed_resumed_and_fresh):
+    output_dir = fresh_output_dir(tmp_path)
     # The tests' hook: every save pauses between writing its temporary file and moving it into place.
     env = notebook_env(output_dir, **SMALL_RUN, MNIST_GAN_TEST_SAVE_DELAY="1.5")
     partial_state = output_dir / "training_state.partial.npz"
@@ -204,7 +204,7 @@ def test_a_kill_during_a_save_leaves_the_previous_good_files(tmp_path, cached_ev
     for grid in (output_dir / "grids").glob("*.png"):
         with Image.open(grid) as image:
             image.load()
-    for model_path in [output_dir / "evaluator.keras", *(output_dir / "checkpoints").glob("*.keras")]:
+    for model_path in (output_dir / "checkpoints").glob("*.keras"):
         if ".partial." not in model_path.name:
             keras.models.load_model(model_path)
 
@@ -215,8 +215,8 @@ def test_a_kill_during_a_save_leaves_the_previous_good_files(tmp_path, cached_ev
     assert_same_training(output_dir, killed_resumed_and_fresh["fresh_dir"])  # as if the kill had never happened
 
 
-def test_divergence_stops_at_once_and_keeps_the_last_good_generator(tmp_path, cached_evaluator):
-    output_dir = fresh_output_dir(tmp_path, cached_evaluator)
+def test_divergence_stops_at_once_and_keeps_the_last_good_generator(tmp_path):
+    output_dir = fresh_output_dir(tmp_path)
     settings = {**SMALL_RUN, "MNIST_GAN_EPOCHS": "1", "MNIST_GAN_TRAIN_SIZE": "1024"}
     first = run_nbconvert(tmp_path, notebook_env(output_dir, **settings))
     assert first.returncode == 0, first.stderr[-3000:]
@@ -238,8 +238,8 @@ def test_divergence_stops_at_once_and_keeps_the_last_good_generator(tmp_path, ca
         np.testing.assert_array_equal(weight, saved)
 
 
-def test_divergence_in_the_first_epoch_keeps_nothing(tmp_path, cached_evaluator):
-    output_dir = fresh_output_dir(tmp_path, cached_evaluator)
+def test_divergence_in_the_first_epoch_keeps_nothing(tmp_path):
+    output_dir = fresh_output_dir(tmp_path)
     error = run_until_error(output_dir, **{**SMALL_RUN, "MNIST_GAN_TRAIN_SIZE": "1024", "MNIST_GAN_LEARNING_RATE": "1e12"})
     assert error.ename == "FloatingPointError"
     assert "diverged in epoch 1" in error.evalue
@@ -248,8 +248,8 @@ def test_divergence_in_the_first_epoch_keeps_nothing(tmp_path, cached_evaluator)
     assert not (output_dir / "training_state.npz").exists()
 
 
-def test_time_limit_stops_mid_epoch_and_a_rerun_trains_on(tmp_path, cached_evaluator):
-    output_dir = fresh_output_dir(tmp_path, cached_evaluator)
+def test_time_limit_stops_mid_epoch_and_a_rerun_trains_on(tmp_path):
+    output_dir = fresh_output_dir(tmp_path)
     env = notebook_env(output_dir, **SMALL_RUN, MNIST_GAN_TIME_LIMIT_MINUTES="0.0001")  # 6 ms: over after one call
     limited = run_nbconvert(tmp_path, env, name="limited.ipynb")
     assert limited.returncode == 0, limited.stderr[-3000:]

@@ -1,0 +1,51 @@
+"""Training speed of the default GAN's step for several batch sizes and widths (run by hand).
+
+    python benchmarks/step_speed.py 64x48 128x48 64x32
+
+Each argument is BATCH_SIZExFILTERS. It builds the notebook's own networks (200 clusters, 64-d noise, moving average
+0.99), traces the step on random images, then times whole fit() calls of STEPS_PER_EXECUTION=8 and prints images per
+second and milliseconds per step. Run nothing else meanwhile: the two cores are shared.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' way to load the notebook's functions
+from conftest import load_notebook_functions  # noqa: E402
+
+CLUSTERS, LATENT_DIM, IMAGES_PER_CONFIGURATION = 200, 64, 24576
+
+
+def time_step(notebook, batch_size, filters):
+    """Images per second of `IMAGES_PER_CONFIGURATION` images of training after a warm-up."""
+    keras, np, tf = notebook["keras"], notebook["np"], notebook["tf"]
+    keras.utils.set_random_seed(0)
+    body = notebook["make_generator"](LATENT_DIM + notebook["LABEL_DIM"] - 1, filters)
+    generator = notebook["add_cluster_input"](body, LATENT_DIM, np.full(CLUSTERS, 1 / CLUSTERS))
+    discriminator = notebook["add_projection"](notebook["make_discriminator"](filters, 0.0), CLUSTERS, "clusters")
+    gan = notebook["GAN"](generator, discriminator, latent_dim=LATENT_DIM, seed=0, labels="clusters", ema=0.99)
+    gan.compile(d_optimizer=notebook["make_optimizer"](6e-4, 0.5), g_optimizer=notebook["make_optimizer"](6e-4, 0.5),
+                steps_per_execution=8)
+    images = np.random.default_rng(0).uniform(-1, 1, (batch_size * 96, 28, 28, 1)).astype("float32")
+    labels = np.random.default_rng(1).integers(0, CLUSTERS, len(images)).astype("int32")
+    batches = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size, drop_remainder=True).repeat()
+    gan.fit(batches, epochs=1, steps_per_epoch=16, verbose=0)  # traces the step
+    steps = max(64, IMAGES_PER_CONFIGURATION // batch_size // 8 * 8)
+    start = time.perf_counter()
+    gan.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0)
+    return steps * batch_size / (time.perf_counter() - start), steps
+
+
+def main(argv=None):
+    """Time each BATCH_SIZExFILTERS configuration and print one line each."""
+    notebook = load_notebook_functions()
+    for configuration in (argv if argv is not None else sys.argv[1:]) or ["64x48", "64x32"]:
+        batch_size, filters = (int(part) for part in configuration.split("x"))
+        images_per_second, steps = time_step(notebook, batch_size, filters)
+        print(f"BATCH_SIZE {batch_size:4d}, FILTERS {filters:3d}: {images_per_second:6.0f} images/s, "
+              f"{1000 * batch_size / images_per_second:6.1f} ms per step ({steps} steps)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
