@@ -1,5 +1,6 @@
 """Never lose a run: resume after a kill, atomic saves, a divergence guard and reproducible runs."""
 
+import contextlib
 import json
 import os
 import signal
@@ -8,6 +9,7 @@ import time
 
 import keras
 import numpy as np
+import psutil
 import pytest
 from conftest import (
     REPO_ROOT,
@@ -49,7 +51,16 @@ def start_and_kill(run_dir, env, should_kill, timeout=600):
             assert time.monotonic() < deadline, "the run never reached the point where the test kills it"
             time.sleep(0.02)
     finally:
+        # The kernel runs in a session of its own: kill it too, at once, or it may save one more epoch before it notices.
+        try:
+            kernels = psutil.Process(process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:  # the run had ended
+            kernels = []
         os.killpg(process.pid, signal.SIGKILL)
+        for kernel in kernels:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                kernel.kill()
+        psutil.wait_procs(kernels, timeout=30)
         process.wait()
 
 
