@@ -5,12 +5,13 @@ wall time of the run and of each epoch, training images per second, the peak res
 kernel, and the final scores from scores.json.
 
     python benchmarks/benchmark.py --output default.json
-    python benchmarks/benchmark.py --reference --evaluator default/outputs/evaluator.keras --output reference.json
+    python benchmarks/benchmark.py --reference --output reference.json
     python benchmarks/benchmark.py -p EPOCHS 2 -p TRAIN_SIZE 10000 --output short.json
 
 `--reference` runs the TensorFlow DCGAN tutorial's configuration instead of ours: its generator and
 discriminator, Adam 1e-4 (beta_1 0.9) for both, batch 256, 100-dimensional noise, and no moving average of
-the generator. `--evaluator` copies a trained evaluator into the new run first, so that two runs are scored
+the generator. MNIST runs are scored by the frozen evaluator/mnist_evaluator.keras; for Fashion-MNIST,
+`--evaluator` copies a trained evaluator_fashion_mnist.keras into the new run first, so that two runs are scored
 by the very same classifier.
 """
 
@@ -48,7 +49,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--reference", action="store_true", help="run the TensorFlow DCGAN tutorial's configuration")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="set a notebook parameter (repeatable), e.g. -p EPOCHS 2")
-    parser.add_argument("--evaluator", type=Path, help="a trained evaluator.keras to reuse")
+    parser.add_argument("--evaluator", type=Path, help="a trained evaluator_<DATASET>.keras to reuse")
     parser.add_argument("--notebook", type=Path, default=NOTEBOOK, help="a variant of the notebook to run instead")
     parser.add_argument("--workdir", type=Path, help="folder for the run (default: a new temporary folder)")
     parser.add_argument("--output", type=Path, default=Path("benchmark.json"), help="where to write the JSON")
@@ -77,7 +78,7 @@ def main(argv=None):
     output_dir.mkdir(parents=True, exist_ok=True)
     parameters = {**(TF_TUTORIAL if arguments.reference else {}), **dict(arguments.parameter)}
     if arguments.evaluator:
-        shutil.copy(arguments.evaluator, output_dir / "evaluator.keras")
+        shutil.copy(arguments.evaluator, output_dir / f"evaluator_{parameters.get('DATASET', 'mnist')}.keras")
 
     wall_seconds, peak_mib = run_notebook(workdir, output_dir, parameters, arguments.notebook)
     with open(output_dir / "history.csv", newline="") as history_file:

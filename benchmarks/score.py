@@ -28,7 +28,7 @@ def main(argv=None):
     parser.add_argument("--output", type=Path, help="also write the JSON here")
     arguments = parser.parse_args(argv)
     notebook = load_notebook_functions()
-    keras, np = notebook["keras"], notebook["np"]
+    keras = notebook["keras"]
     evaluator = notebook["load_frozen_evaluator"](REPO_ROOT / "evaluator" / "mnist_evaluator.keras",
                                                   notebook["FROZEN_EVALUATOR_SHA256"])
     notebook["evaluator_features"] = keras.Model(evaluator.input, [evaluator.get_layer("features").output, evaluator.output])
@@ -36,11 +36,11 @@ def main(argv=None):
     reference_features = notebook["describe"](notebook["scale_digits"](data["x_test"][: arguments.samples]))[0]
     generator = keras.models.load_model(arguments.generator)
     conditional = isinstance(generator.input, list)
-    noise, labels = notebook["draw_inputs"](arguments.samples, generator.input_shape[-1] if not conditional else
-                                            generator.input_shape[0][-1], arguments.seed + 3, conditional)
+    latent_dim = generator.input_shape[0][-1] if conditional else generator.input_shape[-1]
+    noise, labels, real_indices = notebook["evaluation_inputs"](arguments.samples, latent_dim, arguments.seed, conditional,
+                                                                len(data["x_train"]))
     generated = notebook["evaluate"](notebook["generate_digits"](generator, noise, labels), reference_features,
                                      data["x_train"], labels=labels)[0]
-    real_indices = np.random.default_rng(arguments.seed).choice(len(data["x_train"]), arguments.samples, replace=False)
     reference = notebook["evaluate"](notebook["scale_digits"](data["x_train"][real_indices]), reference_features,
                                      data["x_train"], own_indices=real_indices)[0]
     report = json.dumps({**generated, "reference": reference, "evaluator_sha256": notebook["sha256_of"](

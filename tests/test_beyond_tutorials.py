@@ -56,6 +56,34 @@ def test_gradient_penalty_is_taken_between_real_and_fake(notebook_functions):
     assert float(penalty) == pytest.approx(expected, rel=1e-5)
 
 
+def test_r1_penalty_of_a_linear_discriminator_is_half_its_weight_times_its_squared_slope(notebook_functions):
+    weights = np.full(784, 0.1)  # squared norm 7.84 at every image
+    penalty = notebook_functions["r1_penalty"](0.5, linear_critic(weights), images(4, 1))
+    assert float(penalty) == pytest.approx(0.5 / 2 * 7.84, rel=1e-5)
+
+
+def test_r1_penalty_comes_once_every_r1_every_steps_at_that_many_times_the_weight(notebook_functions):
+    gan = tiny_gan(notebook_functions, r1=0.5)
+    every, real, fake = notebook_functions["R1_EVERY"], images(4, 1), images(4, 2)
+    with tf.GradientTape() as tape:
+        due = gan.penalty(real, fake, None)  # the optimiser has taken no step yet: step 0 is due
+    expected = notebook_functions["r1_penalty"](every * 0.5, gan.discriminator, real)
+    assert float(due) == pytest.approx(float(expected), rel=1e-5) and float(due) > 0
+    slopes_gradients = tape.gradient(due, gan.discriminator.trainable_weights)
+    assert any(float(tf.reduce_max(tf.abs(gradient))) > 0 for gradient in slopes_gradients if gradient is not None)
+    gan.d_optimizer.iterations.assign(every + 3)
+    assert float(gan.penalty(real, fake, None)) == 0.0
+    gan.d_optimizer.iterations.assign(2 * every)
+    assert float(gan.penalty(real, fake, None)) == pytest.approx(float(expected), rel=1e-5)
+    assert tiny_gan(notebook_functions, r1=0.0).penalty(real, fake, None) == 0.0  # off
+
+
+def test_a_train_step_with_the_r1_penalty_stays_finite(notebook_functions):
+    gan = tiny_gan(notebook_functions, r1=10.0, cluster_shares=np.full(5, 0.2))
+    logs = gan.train_step((images(8, 3), tf.constant([0, 1, 2, 3, 4, 0, 1, 2], "int32")))
+    assert int(gan.d_optimizer.iterations) == 1 and all(np.isfinite(float(value)) for value in logs.values())
+
+
 @pytest.mark.parametrize(
     ("loss", "d_expected", "g_expected"),
     [

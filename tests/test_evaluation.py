@@ -158,6 +158,6 @@ def test_a_notebook_downloaded_alone_trains_its_own_evaluator(tmp_path):
     text = stream_text(tmp_path / "run.ipynb")
     assert "No evaluator/mnist_evaluator.keras beside the notebook" in text and "Trained an evaluator for 1 epochs" in text
     scores = json.loads((output_dir / "scores.json").read_text())
-    trained = output_dir / "evaluator.keras"
+    trained = output_dir / "evaluator_mnist.keras"  # named by dataset: never reused for another
     assert scores["evaluator_sha256"] == hashlib.sha256(trained.read_bytes()).hexdigest()
     assert scores["evaluator_accuracy"] > 0.95
