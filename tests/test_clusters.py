@@ -35,6 +35,24 @@ def test_k_means_with_more_groups_than_kinds_splits_them_without_mixing(notebook
     assert notebook_functions["label_purity"](groups, kinds) == 1.0
 
 
+def ink_centre_per_row(images, rows):
+    """The ink's mean column in each of `rows` of each image."""
+    columns = np.arange(28)
+    return np.array([[(image[row] * columns).sum() / image[row].sum() for row in rows] for image in images])
+
+
+def test_deskew_stands_a_slanted_stroke_upright_and_keeps_its_ink(notebook_functions):
+    slanted = np.zeros((1, 28, 28), "uint8")
+    for row in range(4, 24):  # a bar three pixels wide whose column grows by one every two rows
+        slanted[0, row, 8 + (row - 4) // 2 : 11 + (row - 4) // 2] = 255
+    upright = notebook_functions["deskew"](slanted)
+    assert upright.shape == (1, 28, 28) and upright.dtype == np.float32
+    assert np.ptp(ink_centre_per_row(slanted.astype("float32"), range(6, 22))) > 6
+    assert np.ptp(ink_centre_per_row(upright, range(6, 22))) < 1.5  # now every row's ink sits at one column
+    assert upright.sum() == pytest.approx(slanted.sum(), rel=0.05)
+    assert not notebook_functions["deskew"](np.zeros((2, 28, 28), "uint8")).any()  # blank images stay blank
+
+
 def test_label_purity_counts_the_most_common_label_of_each_group(notebook_functions):
     groups = np.array([0, 0, 0, 1, 1, 1, 1, 1])
     labels = np.array([7, 7, 2, 3, 3, 3, 9, 9])
