@@ -174,4 +174,3 @@ def test_the_generator_of_the_lowest_per_epoch_fd_is_kept_and_scored(reduced_run
     assert math.isfinite(scores["best_generator"]["fd"]) and 1 <= scores["best_generator"]["classifier_score"] <= 10
     text = stream_text(notebook_path)
     assert f"The best per-epoch FD came after epoch {best_epoch}; that generator, generator_best.keras, scores FD" in text
-    assert f"generator_best.keras is epoch {best_epoch}'s, the lowest per-epoch FD." in text  # the closing line
