@@ -1,12 +1,16 @@
-"""Training speed of the default GAN's step for several batch sizes and widths (run by hand).
+"""Training speed of the default GAN's step for several batch sizes, widths and precisions (run by hand).
 
     python benchmarks/step_speed.py 64x48 128x48 64x32
+    python benchmarks/step_speed.py --precision float32 mixed_bfloat16 --repeat 3 64x32
 
 Each argument is BATCH_SIZExFILTERS. It builds the notebook's own networks (200 clusters, 64-d noise, moving average
-0.99, R1 penalty 0.1), traces the step on random images, then times whole fit() calls of STEPS_PER_EXECUTION=8 and prints images per
-second and milliseconds per step. Run nothing else meanwhile: the two cores are shared.
+0.99, R1 penalty 0.1) under each Keras precision policy given (default: float32; the notebook picks mixed_bfloat16 on
+a CPU with bfloat16 instructions), traces the step on random images, then times whole fit() calls of
+STEPS_PER_EXECUTION=8 and prints images per second and milliseconds per step. Precisions alternate, `--repeat` times.
+Run nothing else meanwhile: the two cores are shared.
 """
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -38,13 +42,21 @@ def time_step(notebook, batch_size, filters):
 
 
 def main(argv=None):
-    """Time each BATCH_SIZExFILTERS configuration and print one line each."""
+    """Time each BATCH_SIZExFILTERS configuration under each precision and print one line each."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("configurations", nargs="*", default=["64x48", "64x32"], help="BATCH_SIZExFILTERS, e.g. 64x32")
+    parser.add_argument("--precision", nargs="+", default=["float32"], help="Keras policies, e.g. float32 mixed_bfloat16")
+    parser.add_argument("--repeat", type=int, default=1, help="measurements of each pair")
+    arguments = parser.parse_args(argv)
     notebook = load_notebook_functions()
-    for configuration in (argv if argv is not None else sys.argv[1:]) or ["64x48", "64x32"]:
-        batch_size, filters = (int(part) for part in configuration.split("x"))
-        images_per_second, steps = time_step(notebook, batch_size, filters)
-        print(f"BATCH_SIZE {batch_size:4d}, FILTERS {filters:3d}: {images_per_second:6.0f} images/s, "
-              f"{1000 * batch_size / images_per_second:6.1f} ms per step ({steps} steps)", flush=True)
+    for _ in range(arguments.repeat):
+        for configuration in arguments.configurations:
+            batch_size, filters = (int(part) for part in configuration.split("x"))
+            for precision in arguments.precision:
+                notebook["keras"].mixed_precision.set_global_policy(precision)
+                images_per_second, steps = time_step(notebook, batch_size, filters)
+                print(f"BATCH_SIZE {batch_size:4d}, FILTERS {filters:3d}, {precision:>14}: {images_per_second:6.0f} images/s, "
+                      f"{1000 * batch_size / images_per_second:6.1f} ms per step ({steps} steps)", flush=True)
 
 
 if __name__ == "__main__":

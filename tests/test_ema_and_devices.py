@@ -78,6 +78,35 @@ def test_mixed_precision_trains_with_float32_outputs(notebook_functions):
         keras.mixed_precision.set_global_policy("float32")
 
 
+def test_bfloat16_trains_with_float32_outputs_and_no_loss_scaling(notebook_functions):
+    """The path of a CPU with bfloat16 instructions: 16-bit layers, float32 pixels, logits and weights, plain Adam."""
+    make_optimizer = notebook_functions["make_optimizer"]
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")  # what the notebook sets on such a CPU
+    try:
+        generator, discriminator = notebook_functions["make_generator"](8, 4), notebook_functions["make_discriminator"](4, 0.0)
+        gan = notebook_functions["GAN"](generator, discriminator, 8, 1, ema=0.9, r1=0.1)
+        gan.compile(d_optimizer=make_optimizer(1e-3, 0.5), g_optimizer=make_optimizer(1e-3, 0.5))
+        assert type(gan.g_optimizer) is keras.optimizers.Adam  # bfloat16 keeps float32's range: nothing to scale
+        assert generator.layers[1].compute_dtype == "bfloat16"
+        for _ in range(2):  # the first step takes the R1 penalty too
+            logs = gan.train_step(keras.random.uniform((4, 28, 28, 1), -1, 1, seed=3))
+        assert all(np.isfinite(float(value)) for value in logs.values())
+        assert generator(np.zeros((2, 8), "float32")).dtype == "float32"
+        assert discriminator(np.zeros((2, 28, 28, 1), "float32")).dtype == "float32"
+        assert {weight.dtype for weight in gan.ema_generator.weights} == {"float32"}
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize(("flags", "expected"), [("fpu avx2 avx512f avx512_bf16 fma", True), ("fpu avx2 amx_bf16 amx_tile", True),
+                                                 ("fpu avx2 avx512f fma", False)])
+def test_bfloat16_only_where_the_cpu_lists_it(notebook_functions, tmp_path, flags, expected):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    assert notebook_functions["cpu_computes_bfloat16"](cpuinfo) is expected
+    assert notebook_functions["cpu_computes_bfloat16"](tmp_path / "no_such_file") is False  # macOS, Windows
+
+
 def test_optimizer_is_plain_adam_in_float32(notebook_functions):
     assert keras.mixed_precision.global_policy().name == "float32"
     optimizer = notebook_functions["make_optimizer"](3e-4, 0.5)
@@ -86,14 +115,15 @@ def test_optimizer_is_plain_adam_in_float32(notebook_functions):
     assert float(optimizer.beta_1) == 0.5
 
 
-def test_two_cpu_devices_train_one_replica_each(tmp_path):
+def test_two_cpu_devices_train_one_replica_each(notebook_functions, tmp_path):
     """MirroredStrategy over the CPU split in two: the path several GPUs take, run headless end to end."""
     output_dir = fresh_output_dir(tmp_path)
     env = notebook_env(output_dir, **REDUCED_RUN, MNIST_GAN_TEST_CPU_REPLICAS="2")
     result = run_nbconvert(tmp_path, env)
     assert result.returncode == 0, result.stderr[-5000:]
     printed = stream_text(tmp_path / "run.ipynb")
-    assert "Training on the CPU: 2 replica(s), float32 computation." in printed
+    precision = "mixed_bfloat16" if notebook_functions["cpu_computes_bfloat16"]() else "float32"
+    assert f"Training on the CPU: 2 replica(s), {precision} computation." in printed
     assert "INFO:tensorflow" not in printed
 
     with open(output_dir / "history.csv", newline="") as history_file:

@@ -8,7 +8,7 @@ import subprocess
 import keras
 import numpy as np
 import pytest
-from conftest import NOTEBOOK, REPO_ROOT, mnist_path, nbconvert_command, notebook_env, stream_text
+from conftest import NOTEBOOK, REPO_ROOT, cell_source, code_cells, mnist_path, nbconvert_command, notebook_env, stream_text
 
 FROZEN_EVALUATOR = REPO_ROOT / "evaluator" / "mnist_evaluator.keras"
 
@@ -137,6 +137,23 @@ def test_the_frozen_evaluator_reads_the_mnist_test_digits(notebook_functions):
         digits, labels = notebook_functions["scale_digits"](data["x_test"]), data["y_test"]
     logits = evaluator.predict(digits, batch_size=1000, verbose=0)
     assert notebook_functions["label_accuracy"](logits, labels) > 0.99
+
+
+def test_the_evaluator_measures_in_float32_after_a_16_bit_gan(notebook_functions, tmp_path, monkeypatch):
+    """The evaluator cell, run after networks built under bfloat16: the judge and its features stay float32, so scores
+    compare across machines with and without 16-bit computation."""
+    cell = next(cell for cell in code_cells() if cell_source(cell).startswith("# The evaluator:"))
+    namespace = {**notebook_functions, "DATASET": "mnist", "SEED": 0, "output_dir": tmp_path}
+    monkeypatch.chdir(REPO_ROOT)  # where the notebook finds evaluator/
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        exec(compile(cell_source(cell), "the evaluator cell", "exec"), namespace)  # noqa: S102 -- our own notebook
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert namespace["evaluator_path"] == FROZEN_EVALUATOR.relative_to(REPO_ROOT)
+    features, logits = namespace["evaluator_features"](np.zeros((2, 28, 28, 1), "float32"))
+    assert (features.dtype, logits.dtype) == ("float32", "float32")
+    assert {layer.compute_dtype for layer in namespace["evaluator_features"].layers} == {"float32"}
 
 
 def test_a_changed_frozen_evaluator_is_refused(notebook_functions, tmp_path):
