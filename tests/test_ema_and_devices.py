@@ -60,42 +60,35 @@ def test_without_ema_the_trained_generator_draws(notebook_functions):
     assert gan.drawing_generator is gan.generator
 
 
-def test_mixed_precision_trains_with_float32_outputs(notebook_functions):
-    """The GPU path, on the CPU: 16-bit layers, float32 pixels and logits, loss scaling, finite losses."""
+def train_under(policy, notebook_functions):
+    """A tiny GAN built and trained two steps (the first with the R1 penalty) under Keras policy `policy`; returns the
+    GAN and its last step's logs. The policy goes back to float32 afterwards."""
     make_optimizer = notebook_functions["make_optimizer"]
-    keras.mixed_precision.set_global_policy("mixed_float16")  # what the notebook sets when it finds a GPU
-    try:
-        generator, discriminator = notebook_functions["make_generator"](8, 4), notebook_functions["make_discriminator"](4, 0.0)
-        gan = notebook_functions["GAN"](generator, discriminator, 8, 1, ema=0.9)
-        gan.compile(d_optimizer=make_optimizer(1e-3, 0.5), g_optimizer=make_optimizer(1e-3, 0.5))
-        assert isinstance(gan.g_optimizer, keras.optimizers.LossScaleOptimizer)
-        assert generator.layers[1].compute_dtype == "float16"
-        logs = gan.train_step(keras.random.uniform((4, 28, 28, 1), -1, 1, seed=3))
-        assert all(np.isfinite(float(value)) for value in logs.values())
-        assert generator(np.zeros((2, 8), "float32")).dtype == "float32"
-        assert discriminator(np.zeros((2, 28, 28, 1), "float32")).dtype == "float32"
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-
-
-def test_bfloat16_trains_with_float32_outputs_and_no_loss_scaling(notebook_functions):
-    """The path of a CPU with bfloat16 instructions: 16-bit layers, float32 pixels, logits and weights, plain Adam."""
-    make_optimizer = notebook_functions["make_optimizer"]
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")  # what the notebook sets on such a CPU
+    keras.mixed_precision.set_global_policy(policy)
     try:
         generator, discriminator = notebook_functions["make_generator"](8, 4), notebook_functions["make_discriminator"](4, 0.0)
         gan = notebook_functions["GAN"](generator, discriminator, 8, 1, ema=0.9, r1=0.1)
         gan.compile(d_optimizer=make_optimizer(1e-3, 0.5), g_optimizer=make_optimizer(1e-3, 0.5))
-        assert type(gan.g_optimizer) is keras.optimizers.Adam  # bfloat16 keeps float32's range: nothing to scale
-        assert generator.layers[1].compute_dtype == "bfloat16"
-        for _ in range(2):  # the first step takes the R1 penalty too
+        for _ in range(2):
             logs = gan.train_step(keras.random.uniform((4, 28, 28, 1), -1, 1, seed=3))
-        assert all(np.isfinite(float(value)) for value in logs.values())
-        assert generator(np.zeros((2, 8), "float32")).dtype == "float32"
-        assert discriminator(np.zeros((2, 28, 28, 1), "float32")).dtype == "float32"
-        assert {weight.dtype for weight in gan.ema_generator.weights} == {"float32"}
+        return gan, logs
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize(("policy", "optimizer_type", "compute_dtype"), [
+    ("mixed_float16", keras.optimizers.LossScaleOptimizer, "float16"),  # what the notebook sets when it finds a GPU
+    ("mixed_bfloat16", keras.optimizers.Adam, "bfloat16"),  # on a CPU with bfloat16: float32's range, nothing to scale
+])
+def test_mixed_precision_trains_with_float32_outputs(notebook_functions, policy, optimizer_type, compute_dtype):
+    """16-bit layers; float32 pixels, logits and weights; loss scaling only for float16; finite losses."""
+    gan, logs = train_under(policy, notebook_functions)
+    assert isinstance(gan.g_optimizer, optimizer_type)
+    assert gan.generator.layers[1].compute_dtype == compute_dtype
+    assert all(np.isfinite(float(value)) for value in logs.values())
+    assert gan.generator(np.zeros((2, 8), "float32")).dtype == "float32"
+    assert gan.discriminator(np.zeros((2, 28, 28, 1), "float32")).dtype == "float32"
+    assert {weight.dtype for weight in gan.ema_generator.weights} == {"float32"}
 
 
 @pytest.mark.parametrize(("flags", "expected"), [("fpu avx2 avx512f avx512_bf16 fma", True), ("fpu avx2 amx_bf16 amx_tile", True),
