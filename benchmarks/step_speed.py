@@ -28,8 +28,9 @@ def time_step(notebook, batch_size, filters):
     body = notebook["make_generator"](LATENT_DIM + notebook["LABEL_DIM"] - 1, filters)
     generator = notebook["add_cluster_input"](body, LATENT_DIM, np.full(CLUSTERS, 1 / CLUSTERS))
     discriminator = notebook["add_projection"](notebook["make_discriminator"](filters, 0.0), CLUSTERS, "clusters")
-    gan = notebook["GAN"](generator, discriminator, latent_dim=LATENT_DIM, seed=0, labels="clusters", ema=0.995, r1=0.1)
-    gan.compile(d_optimizer=notebook["make_optimizer"](6e-4, 0.5), g_optimizer=notebook["make_optimizer"](6e-4, 0.5),
+    gan = notebook["GAN"](generator, discriminator, latent_dim=LATENT_DIM, seed=0, labels="clusters", ema=0.995, r1=0.1,
+                          mode_seeking=0.1)
+    gan.compile(d_optimizer=notebook["make_optimizer"](8e-4, 0.5), g_optimizer=notebook["make_optimizer"](8e-4, 0.5),
                 steps_per_execution=8)
     images = np.random.default_rng(0).uniform(-1, 1, (batch_size * 96, 28, 28, 1)).astype("float32")
     labels = np.random.default_rng(1).integers(0, CLUSTERS, len(images)).astype("int32")

@@ -199,7 +199,7 @@ def tiny_generator(functions, latent_dim=8, conditional=False, cluster_shares=No
 
 
 def tiny_gan(functions, seed=1, ema=0.0, dropout=0.0, loss="nonsaturating", critic_steps=1, conditional=False,
-             cluster_shares=None, r1=0.0):
+             cluster_shares=None, r1=0.0, mode_seeking=0.0):
     """A compiled GAN of the notebook's classes on 8-d noise with 4-filter networks, for unit tests; conditional on
     the digit, or clustered with clusters of `cluster_shares` of the digits."""
     keras.utils.set_random_seed(seed)
@@ -209,7 +209,7 @@ def tiny_gan(functions, seed=1, ema=0.0, dropout=0.0, loss="nonsaturating", crit
     if labels:
         classes = functions["DIGITS"] if conditional else len(cluster_shares)
         discriminator = functions["add_projection"](discriminator, classes, labels)
-    settings = {"latent_dim": 8, "seed": seed, "labels": labels, "ema": ema, "loss": loss, "r1": r1}
+    settings = {"latent_dim": 8, "seed": seed, "labels": labels, "ema": ema, "loss": loss, "r1": r1, "mode_seeking": mode_seeking}
     if loss == "wgan-gp":
         gan = functions["WGANGP"](generator, discriminator, critic_steps=critic_steps, **settings)
     else:

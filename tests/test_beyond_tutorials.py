@@ -84,6 +84,25 @@ def test_a_train_step_with_the_r1_penalty_stays_finite(notebook_functions):
     assert int(gan.d_optimizer.iterations) == 1 and all(np.isfinite(float(value)) for value in logs.values())
 
 
+def test_mode_seeking_term_is_the_style_gap_over_the_image_gap(notebook_functions):
+    term = notebook_functions["mode_seeking_term"]
+    noise_1, noise_2 = tf.constant([[5.0, 0, 0], [-5.0, 0, 0]]), tf.constant([[9.0, 1, 1], [9.0, -1, 1]])  # style gap 1
+    dark, grey = tf.fill((2, 28, 28, 1), -1.0), tf.fill((2, 28, 28, 1), -0.5)  # image gap 0.5
+    assert float(term(dark, grey, noise_1, noise_2)) == pytest.approx(1 / (0.5 + 1e-5), rel=1e-5)
+    assert float(term(dark, dark, noise_1, noise_2)) == pytest.approx(1e5, rel=1e-5)  # one image for two styles: dear
+
+
+def test_mode_seeking_changes_the_generators_step(notebook_functions):
+    batch = (images(8, 3), tf.constant([0, 1, 2, 3, 4, 0, 1, 2], "int32"))
+    steps = {}
+    for weight in (1e-9, 1.0):  # the same noise pairs either way: only the term's weight differs
+        gan = tiny_gan(notebook_functions, cluster_shares=np.full(5, 0.2), mode_seeking=weight)
+        logs = gan.train_step(batch)
+        assert all(np.isfinite(float(value)) for value in logs.values())
+        steps[weight] = np.concatenate([np.ravel(weight_) for weight_ in gan.generator.get_weights()])
+    assert not np.allclose(steps[1e-9], steps[1.0], atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("loss", "d_expected", "g_expected"),
     [

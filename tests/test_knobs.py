@@ -16,7 +16,8 @@ OUT_OF_RANGE = {
     "OUTPUT_DIR": [" "], "CHECKPOINT_EVERY": [-1, 1001], "STEPS_PER_EXECUTION": [0, 1001],
     "ARCHITECTURE": ["dcgan"], "EVAL_EVERY": [-1, 1001], "EVAL_SAMPLES": [999, 10001], "EVALUATOR_EPOCHS": [0, 21],
     "FRESH": [], "EMA": [-0.1, 1.0], "CONDITIONAL": [], "CLUSTERS": [1, -1, 1001],
-    "LOSS": ["wasserstein", "Hinge"], "CRITIC_STEPS": [0, 11], "R1_PENALTY": [-0.1, 1000], "EXPORT_COUNT": [-1, 10001],
+    "LOSS": ["wasserstein", "Hinge"], "CRITIC_STEPS": [0, 11], "R1_PENALTY": [-0.1, 1000], "MODE_SEEKING": [-0.1, 10],
+    "EXPORT_COUNT": [-1, 10001],
     "EXPORT_FORMAT": ["jpg"], "EXPORT_SEED": [-1, 2**31],
 }
 # Values of another type than each kind of knob takes, as the notebook's cell could hold them.

@@ -153,7 +153,7 @@ def test_resumed_run_equals_an_uninterrupted_one(killed_resumed_and_fresh):
 def test_a_finished_run_says_that_a_changed_learning_rate_changes_nothing(killed_resumed_and_fresh):
     text = stream_text(killed_resumed_and_fresh["run_dir"] / "finished.ipynb")
     assert "holds a finished run of 3 epochs: nothing is left to train" in text
-    assert "LEARNING_RATE=0.001 has no effect: that run trained with 0.0006." in text
+    assert "LEARNING_RATE=0.001 has no effect: that run trained with 0.0008." in text
     assert "raise EPOCHS" in text and "FRESH=True" in text and "Resuming" not in text
 
 
