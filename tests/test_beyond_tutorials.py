@@ -99,7 +99,7 @@ def test_mode_seeking_changes_the_generators_step(notebook_functions):
         gan = tiny_gan(notebook_functions, cluster_shares=np.full(5, 0.2), mode_seeking=weight)
         logs = gan.train_step(batch)
         assert all(np.isfinite(float(value)) for value in logs.values())
-        steps[weight] = np.concatenate([np.ravel(weight_) for weight_ in gan.generator.get_weights()])
+        steps[weight] = np.concatenate([np.ravel(array) for array in gan.generator.get_weights()])
     assert not np.allclose(steps[1e-9], steps[1.0], atol=1e-6)
 
 
