@@ -9,7 +9,7 @@ kernel, and the final scores from scores.json.
     python benchmarks/benchmark.py -p EPOCHS 2 -p TRAIN_SIZE 10000 --output short.json
 
 `--reference` runs the TensorFlow DCGAN tutorial's configuration instead of ours: its generator and
-discriminator, Adam 1e-4 (beta_1 0.9) for both, batch 256, 100-dimensional noise, and no moving average of
+discriminator, Adam 1e-4 (beta_1 0.9, constant) for both, batch 256, 100-dimensional noise, and no moving average of
 the generator. MNIST runs are scored by the frozen evaluator/mnist_evaluator.keras; for Fashion-MNIST,
 `--evaluator` copies a trained evaluator_fashion_mnist.keras into the new run first, so that two runs are scored
 by the very same classifier.
@@ -34,6 +34,7 @@ from conftest import NOTEBOOK, REPO_ROOT, nbconvert_command, notebook_env  # noq
 TF_TUTORIAL = {
     "ARCHITECTURE": "tf-tutorial",
     "LEARNING_RATE": "1e-4",
+    "FINAL_RATE_SHARE": "1",  # a constant rate
     "BETA_1": "0.9",
     "BATCH_SIZE": "256",
     "LATENT_DIM": "100",

@@ -29,7 +29,7 @@ def time_step(notebook, batch_size, filters):
     generator = notebook["add_cluster_input"](body, LATENT_DIM, np.full(CLUSTERS, 1 / CLUSTERS))
     discriminator = notebook["add_projection"](notebook["make_discriminator"](filters, 0.0), CLUSTERS, "clusters")
     gan = notebook["GAN"](generator, discriminator, latent_dim=LATENT_DIM, seed=0, labels="clusters", ema=0.995, r1=0.1,
-                          mode_seeking=0.1)
+                          mode_seeking=0.05)
     gan.compile(d_optimizer=notebook["make_optimizer"](8e-4, 0.5), g_optimizer=notebook["make_optimizer"](8e-4, 0.5),
                 steps_per_execution=8)
     images = np.random.default_rng(0).uniform(-1, 1, (batch_size * 96, 28, 28, 1)).astype("float32")

@@ -84,6 +84,12 @@ def test_a_train_step_with_the_r1_penalty_stays_finite(notebook_functions):
     assert int(gan.d_optimizer.iterations) == 1 and all(np.isfinite(float(value)) for value in logs.values())
 
 
+def test_the_learning_rate_holds_for_half_of_training_then_falls_in_a_straight_line(notebook_functions):
+    decayed_rate = notebook_functions["decayed_rate"]
+    assert [decayed_rate(8e-4, 0.25, progress) for progress in (0.0, 0.5, 0.75, 1.0)] == pytest.approx([8e-4, 8e-4, 5e-4, 2e-4])
+    assert decayed_rate(8e-4, 1.0, 0.9) == pytest.approx(8e-4)  # a share of 1 keeps the rate constant
+
+
 def test_mode_seeking_term_is_the_style_gap_over_the_image_gap(notebook_functions):
     term = notebook_functions["mode_seeking_term"]
     noise_1, noise_2 = tf.constant([[5.0, 0, 0], [-5.0, 0, 0]]), tf.constant([[9.0, 1, 1], [9.0, -1, 1]])  # style gap 1

@@ -11,7 +11,7 @@ from nbclient import NotebookClient
 # Values outside each knob's range, by knob; a new knob must be added here.
 OUT_OF_RANGE = {
     "EPOCHS": [0, -1, 1001], "TIME_LIMIT_MINUTES": [-0.5, 10000.5], "BATCH_SIZE": [0, 4097], "LATENT_DIM": [0, 1025],
-    "FILTERS": [0, 513], "DROPOUT": [-0.1, 1.0], "LEARNING_RATE": [0.0, -1e-3], "BETA_1": [-0.1, 1.0],
+    "FILTERS": [0, 513], "DROPOUT": [-0.1, 1.0], "LEARNING_RATE": [0.0, -1e-3], "FINAL_RATE_SHARE": [-0.1, 1.5], "BETA_1": [-0.1, 1.0],
     "SEED": [-1, 2**31], "TRAIN_SIZE": [-1, 10**9 + 1], "DATASET": ["cifar10", "MNIST"], "DATA_PATH": [],
     "OUTPUT_DIR": [" "], "CHECKPOINT_EVERY": [-1, 1001], "STEPS_PER_EXECUTION": [0, 1001],
     "ARCHITECTURE": ["dcgan"], "EVAL_EVERY": [-1, 1001], "EVAL_SAMPLES": [999, 10001], "EVALUATOR_EPOCHS": [0, 21],

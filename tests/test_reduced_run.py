@@ -8,7 +8,8 @@ import math
 
 import keras
 import numpy as np
-from conftest import REDUCED_RUN, code_cells, default_parameter, read_history, stream_text
+import pytest
+from conftest import REDUCED_RUN, code_cells, default_parameter, read_history, stream_text, tensorboard_events
 from PIL import Image
 
 EPOCHS = int(REDUCED_RUN["MNIST_GAN_EPOCHS"])
@@ -182,3 +183,13 @@ def test_the_generator_of_the_lowest_per_epoch_fd_is_kept_and_scored(reduced_run
     assert math.isfinite(scores["best_generator"]["fd"]) and 1 <= scores["best_generator"]["classifier_score"] <= 10
     text = stream_text(notebook_path)
     assert f"The best per-epoch FD came after epoch {best_epoch}; that generator, generator_best.keras, scores FD" in text
+
+
+def test_the_learning_rate_falls_over_the_second_half_of_training(reduced_run, notebook_functions):
+    output_dir, _ = reduced_run
+    logged_rates = dict(tensorboard_events(output_dir / "logs" / "train")["epoch_learning_rate"])
+    rate, share = default_parameter("LEARNING_RATE"), default_parameter("FINAL_RATE_SHARE")
+    # 16 steps an epoch in calls of 8, 32 in all: an epoch logs the rate its last call began with.
+    assert logged_rates[1] == pytest.approx(rate)  # step 8 of 32, in the first half
+    assert logged_rates[2] == pytest.approx(notebook_functions["decayed_rate"](rate, share, 24 / 32))
+    assert logged_rates[2] == pytest.approx(rate * (1 - (1 - share) / 2)) and share < 1  # half-way down
