@@ -86,7 +86,7 @@ def test_training_state_round_trip(notebook_functions, tmp_path):
     saved, restored = small_gan(notebook_functions, 1), small_gan(notebook_functions, 2)
     rows = [{"epoch": 1, "d_loss": 1.3, "fd": math.nan}]
     noise = np.ones((64, 8), "float32")
-    notebook_functions["save_training_state"](path, saved, 1, rows, noise, SETTINGS, 12.5)
+    notebook_functions["save_training_state"](path, saved, 1, rows, noise, SETTINGS, 12.5, 1e-3)
 
     epoch, history, fixed_noise, seconds, saved_rate = notebook_functions["restore_training_state"](path, restored, SETTINGS, 5e-4)
     assert (epoch, seconds) == (1, 12.5)
@@ -106,14 +106,14 @@ def test_training_state_round_trip(notebook_functions, tmp_path):
 def test_training_state_with_other_settings_is_refused(notebook_functions, tmp_path):
     path = tmp_path / "training_state.npz"
     gan = small_gan(notebook_functions, 1)
-    notebook_functions["save_training_state"](path, gan, 1, [], np.zeros((64, 8), "float32"), SETTINGS, 1.0)
+    notebook_functions["save_training_state"](path, gan, 1, [], np.zeros((64, 8), "float32"), SETTINGS, 1.0, 1e-3)
     with pytest.raises(ValueError, match=r"other settings \(FILTERS 4 → 8\).*set FRESH=True"):
         notebook_functions["restore_training_state"](path, gan, {**SETTINGS, "FILTERS": 8}, 1e-3)
 
 
 def test_training_state_saved_before_dataset_was_a_knob_resumes_as_mnist(notebook_functions, tmp_path):
     path, gan = tmp_path / "training_state.npz", small_gan(notebook_functions, 1)
-    notebook_functions["save_training_state"](path, gan, 1, [], np.zeros((64, 8), "float32"), SETTINGS, 1.0)
+    notebook_functions["save_training_state"](path, gan, 1, [], np.zeros((64, 8), "float32"), SETTINGS, 1.0, 1e-3)
     assert "DATASET" not in SETTINGS
     assert notebook_functions["restore_training_state"](path, gan, {**SETTINGS, "DATASET": "mnist"}, 1e-3)[0] == 1
     with pytest.raises(ValueError, match=r"other settings \(DATASET 'mnist' → 'fashion_mnist'\)"):
@@ -129,7 +129,7 @@ def gan_with_generator(functions, make_layer):
 
 def test_a_state_is_never_loaded_into_a_changed_network(notebook_functions, tmp_path):
     path = tmp_path / "training_state.npz"
-    notebook_functions["save_training_state"](path, small_gan(notebook_functions, 1), 1, [], np.zeros((64, 8), "float32"), SETTINGS, 1.0)
+    notebook_functions["save_training_state"](path, small_gan(notebook_functions, 1), 1, [], np.zeros((64, 8), "float32"), SETTINGS, 1.0, 1e-3)
 
     def leaky(layer):  # ReLU → LeakyReLU: the same weight shapes, another network
         return keras.layers.LeakyReLU() if isinstance(layer, keras.layers.ReLU) else layer.__class__.from_config(layer.get_config())
