@@ -3,11 +3,11 @@
     python benchmarks/step_speed.py 64x48 128x48 64x32
     python benchmarks/step_speed.py --precision float32 mixed_bfloat16 --repeat 3 64x32
 
-Each argument is BATCH_SIZExFILTERS. It builds the notebook's own networks (200 clusters, 64-d noise, moving average
-0.998, R1 penalty 0.1) under each Keras precision policy given (default: float32; the notebook picks mixed_bfloat16 on
-a CPU with bfloat16 instructions), traces the step on random images, then times whole fit() calls of
-STEPS_PER_EXECUTION=8 and prints images per second and milliseconds per step. Precisions alternate, `--repeat` times.
-Run nothing else meanwhile: the two cores are shared.
+Each argument is BATCH_SIZExFILTERS. It builds the notebook's own networks and GAN with the defaults of its parameters
+cell (clusters, noise length, moving average, R1 penalty, mode seeking, Adam) under each Keras precision policy given
+(default: float32; the notebook picks mixed_bfloat16 on a CPU with bfloat16 instructions), traces the step on random
+images, then times whole fit() calls of STEPS_PER_EXECUTION and prints images per second and milliseconds per step.
+Precisions alternate, `--repeat` times. Run nothing else meanwhile: the two cores are shared.
 """
 
 import argparse
@@ -18,25 +18,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' way to load the notebook's functions
 from conftest import load_notebook_functions  # noqa: E402
 
-CLUSTERS, LATENT_DIM, IMAGES_PER_CONFIGURATION = 200, 64, 24576
+IMAGES_PER_CONFIGURATION = 24576
 
 
 def time_step(notebook, batch_size, filters):
     """Images per second of `IMAGES_PER_CONFIGURATION` images of training after a warm-up."""
     keras, np, tf = notebook["keras"], notebook["np"], notebook["tf"]
+    clusters, latent_dim, per_call = notebook["CLUSTERS"], notebook["LATENT_DIM"], notebook["STEPS_PER_EXECUTION"]
     keras.utils.set_random_seed(0)
-    body = notebook["make_generator"](LATENT_DIM + notebook["LABEL_DIM"] - 1, filters)
-    generator = notebook["add_cluster_input"](body, LATENT_DIM, np.full(CLUSTERS, 1 / CLUSTERS))
-    discriminator = notebook["add_projection"](notebook["make_discriminator"](filters, 0.0), CLUSTERS, "clusters")
-    gan = notebook["GAN"](generator, discriminator, latent_dim=LATENT_DIM, seed=0, labels="clusters", ema=0.998, r1=0.1,
-                          mode_seeking=0.05)
-    gan.compile(d_optimizer=notebook["make_optimizer"](8e-4, 0.5), g_optimizer=notebook["make_optimizer"](8e-4, 0.5),
-                steps_per_execution=8)
+    body = notebook["make_generator"](latent_dim + notebook["LABEL_DIM"] - 1, filters)
+    generator = notebook["add_cluster_input"](body, latent_dim, np.full(clusters, 1 / clusters))
+    discriminator = notebook["add_projection"](notebook["make_discriminator"](filters, notebook["DROPOUT"]), clusters, "clusters")
+    gan = notebook["GAN"](generator, discriminator, latent_dim=latent_dim, seed=0, labels="clusters", ema=notebook["EMA"],
+                          r1=notebook["R1_PENALTY"], mode_seeking=notebook["MODE_SEEKING"])
+    optimizers = [notebook["make_optimizer"](notebook["LEARNING_RATE"], notebook["BETA_1"]) for _ in range(2)]
+    gan.compile(d_optimizer=optimizers[0], g_optimizer=optimizers[1], steps_per_execution=per_call)
     images = np.random.default_rng(0).uniform(-1, 1, (batch_size * 96, 28, 28, 1)).astype("float32")
-    labels = np.random.default_rng(1).integers(0, CLUSTERS, len(images)).astype("int32")
+    labels = np.random.default_rng(1).integers(0, clusters, len(images)).astype("int32")
     batches = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size, drop_remainder=True).repeat()
-    gan.fit(batches, epochs=1, steps_per_epoch=16, verbose=0)  # traces the step
-    steps = max(64, IMAGES_PER_CONFIGURATION // batch_size // 8 * 8)
+    gan.fit(batches, epochs=1, steps_per_epoch=2 * per_call, verbose=0)  # traces the step
+    steps = max(8 * per_call, IMAGES_PER_CONFIGURATION // batch_size // per_call * per_call)
     start = time.perf_counter()
     gan.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0)
     return steps * batch_size / (time.perf_counter() - start), steps
