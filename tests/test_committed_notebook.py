@@ -63,3 +63,9 @@ def test_plumbing_cells_start_collapsed_and_say_what_they_hold():
 
 def test_no_code_cell_is_over_80_lines():
     assert max(len(cell_source(cell).splitlines()) for cell in code_cells()) <= 80
+
+
+def test_nbval_checks_the_printout_of_the_data_cell():
+    tagged = [cell for cell in code_cells() if "nbval-check-output" in cell["metadata"].get("tags", [])]
+    assert len(tagged) == 1 and "load_dataset(DATASET, DATA_PATH)" in cell_source(tagged[0])
+    assert "x_train (60000, 28, 28)" in "".join(tagged[0]["outputs"][0]["text"])  # the full MNIST, not the fallback
